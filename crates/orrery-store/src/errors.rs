@@ -97,7 +97,7 @@ pub enum OpenError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The directory holds something other than an Orrery store; nothing was changed in it.
+    /// The directory holds something other than an Orrery store; its data was left as it was.
     #[error("{path} is not an Orrery store: {reason}")]
     NotAStore {
         /// The store directory.

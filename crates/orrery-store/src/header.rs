@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::config::StoreConfig;
 use crate::errors::OpenError;
 use crate::errors::StoreError;
+use crate::key_space::KeySpace;
 use crate::key_space::Space;
 use crate::key_spaces::HeaderFormat;
 use crate::key_spaces::HeaderVersion;
@@ -21,6 +22,13 @@ pub const STORE_VERSION: u32 = 1;
 /// Files sled 0.34 keeps at the top of its directory; a directory holding both is taken for
 /// a sled database.
 const SLED_FILES: [&str; 2] = ["conf", "db"];
+
+/// Why a sled database without a header is refused. sled recovers a damaged log by
+/// truncating it at the first bad segment, so a store whose files were damaged can come
+/// back as an empty database: adopting it would silently reset the node.
+const NO_HEADER: &str = "a sled database without an Orrery header (damaged files, another \
+    program's database, or a first start interrupted before the header was written; in the \
+    last case remove the directory)";
 
 /// What a store directory holds before sled touches it.
 enum DirContents {
@@ -95,24 +103,24 @@ fn write_header(db: &sled::Db) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checks the header of an existing database. A database without a header is adopted only
-/// when it holds no data at all (a crash while creating the store); otherwise it belongs to
-/// someone else.
+/// Checks the header of an existing database.
 fn check_header(db: &sled::Db, path: &Path) -> Result<(), OpenError> {
     let not_a_store = |reason: String| OpenError::NotAStore {
         path: path.to_path_buf(),
         reason,
     };
+    let has_meta_tree = db
+        .tree_names()
+        .iter()
+        .any(|name| name == HeaderFormat::TREE.as_str().as_bytes());
+    if !has_meta_tree {
+        return Err(not_a_store(NO_HEADER.to_string()));
+    }
     let format = Space::<HeaderFormat>::open(db).map_err(StoreError::from)?;
     match format.get(&()) {
         Ok(Some(found)) if found == STORE_FORMAT => {}
         Ok(Some(found)) => return Err(not_a_store(format!("its format is {found:?}"))),
-        Ok(None) if holds_no_data(db)? => return Ok(write_header(db)?),
-        Ok(None) => {
-            return Err(not_a_store(
-                "a sled database without an Orrery header".to_string(),
-            ))
-        }
+        Ok(None) => return Err(not_a_store(NO_HEADER.to_string())),
         Err(e) => return Err(not_a_store(format!("unreadable header: {e}"))),
     }
     let version = Space::<HeaderVersion>::open(db).map_err(StoreError::from)?;
@@ -126,14 +134,4 @@ fn check_header(db: &sled::Db, path: &Path) -> Result<(), OpenError> {
         Ok(None) => Err(not_a_store("the header has no version".to_string())),
         Err(e) => Err(not_a_store(format!("unreadable header version: {e}"))),
     }
-}
-
-/// Whether every tree of `db` is empty.
-fn holds_no_data(db: &sled::Db) -> Result<bool, StoreError> {
-    for name in db.tree_names() {
-        if !db.open_tree(name)?.is_empty() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }

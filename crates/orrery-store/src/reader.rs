@@ -59,3 +59,9 @@ impl StateReader {
         self.core.last_applied.get(&())
     }
 }
+
+impl std::fmt::Debug for StateReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateReader").finish_non_exhaustive()
+    }
+}

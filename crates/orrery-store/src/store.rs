@@ -1,6 +1,9 @@
 //! [`Store`]: one node's store directory, opened once; hands out the Raft log storage, the
 //! state machine and readers that all share the same sled database.
 
+use std::fmt;
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
@@ -16,6 +19,7 @@ use crate::state_machine::StateMachineStore;
 
 /// An open store. Dropping it and every handle it gave out closes the database.
 pub struct Store {
+    path: PathBuf,
     db: sled::Db,
     sm: Arc<SmCore>,
     cluster_id: Space<HeaderClusterId>,
@@ -32,10 +36,16 @@ impl Store {
         let sm = SmCore::open(&db).map_err(StoreError::from)?;
         let cluster_id = Space::open(&db).map_err(StoreError::from)?;
         Ok(Self {
+            path: config.path.clone(),
             db,
             sm: Arc::new(sm),
             cluster_id,
         })
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The Raft log storage. openraft needs exactly one per node: its writes must not
@@ -74,5 +84,13 @@ impl Store {
                 Ok(())
             }
         }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }

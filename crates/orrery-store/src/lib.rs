@@ -16,6 +16,8 @@
 mod apply;
 mod config;
 mod errors;
+#[cfg(test)]
+mod format_fixtures;
 mod header;
 mod key_space;
 mod key_spaces;

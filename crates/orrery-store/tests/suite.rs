@@ -29,6 +29,6 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for TempDirS
 /// purge, membership, apply, committed re-apply, snapshot transfer), each on a new store in
 /// its own temporary directory.
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError> {
-    Suite::test_all(TempDirStores)
+fn openraft_storage_suite() {
+    Suite::test_all(TempDirStores).expect("storage suite");
 }

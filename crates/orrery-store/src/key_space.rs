@@ -380,6 +380,34 @@ mod tests {
         assert!(ClientRequestId::decode_from(&[0, 0, 0, 9, b'a']).is_err());
     }
 
+    /// Steps: store four namespaces in a temporary sled database; read ranges through
+    /// `Space`: unbounded, bounded, inverted (empty, no panic), and the last key.
+    #[test]
+    fn space_range_follows_key_order_and_bounds() {
+        use crate::key_spaces::Namespaces;
+        use crate::records::NamespaceRecord;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let space = Space::<Namespaces>::open(&db).expect("space");
+        for name in ["b", "a", "c", "d"] {
+            let record = NamespaceRecord {
+                owner_group: "g".to_string(),
+                reserved_at: 1,
+            };
+            space.insert(&name.to_string(), &record).expect("insert");
+        }
+        let keys = |range: (Bound<String>, Bound<String>)| -> Vec<String> {
+            space.range(range).map(|item| item.expect("read").0).collect()
+        };
+        let s = |v: &str| v.to_string();
+        assert_eq!(keys((Bound::Unbounded, Bound::Unbounded)), ["a", "b", "c", "d"]);
+        assert_eq!(keys((Bound::Included(s("b")), Bound::Excluded(s("d")))), ["b", "c"]);
+        assert_eq!(keys((Bound::Excluded(s("a")), Bound::Included(s("c")))), ["b", "c"]);
+        assert!(keys((Bound::Included(s("d")), Bound::Excluded(s("b")))).is_empty());
+        assert_eq!(space.iter().next_back().map(|i| i.expect("read").0), Some(s("d")));
+    }
+
     /// Steps: compute the end bound of ordinary, `0xff`-ending and empty prefixes.
     #[test]
     fn prefix_end_is_the_next_string_after_the_prefix() {

@@ -5,5 +5,6 @@
 mod apply;
 mod durability;
 mod open_errors;
+mod replay;
 mod snapshot;
 mod support;

@@ -398,14 +398,29 @@ mod tests {
             space.insert(&name.to_string(), &record).expect("insert");
         }
         let keys = |range: (Bound<String>, Bound<String>)| -> Vec<String> {
-            space.range(range).map(|item| item.expect("read").0).collect()
+            space
+                .range(range)
+                .map(|item| item.expect("read").0)
+                .collect()
         };
         let s = |v: &str| v.to_string();
-        assert_eq!(keys((Bound::Unbounded, Bound::Unbounded)), ["a", "b", "c", "d"]);
-        assert_eq!(keys((Bound::Included(s("b")), Bound::Excluded(s("d")))), ["b", "c"]);
-        assert_eq!(keys((Bound::Excluded(s("a")), Bound::Included(s("c")))), ["b", "c"]);
+        assert_eq!(
+            keys((Bound::Unbounded, Bound::Unbounded)),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(
+            keys((Bound::Included(s("b")), Bound::Excluded(s("d")))),
+            ["b", "c"]
+        );
+        assert_eq!(
+            keys((Bound::Excluded(s("a")), Bound::Included(s("c")))),
+            ["b", "c"]
+        );
         assert!(keys((Bound::Included(s("d")), Bound::Excluded(s("b")))).is_empty());
-        assert_eq!(space.iter().next_back().map(|i| i.expect("read").0), Some(s("d")));
+        assert_eq!(
+            space.iter().next_back().map(|i| i.expect("read").0),
+            Some(s("d"))
+        );
     }
 
     /// Steps: compute the end bound of ordinary, `0xff`-ending and empty prefixes.

@@ -68,7 +68,7 @@ impl StateImage {
     }
 
     /// The snapshot bytes: the format version, then the bincode of the image.
-    fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
         encode(&(SNAPSHOT_FORMAT_VERSION, self)).map_err(|source| snapshot_codec(source, true))
     }
 

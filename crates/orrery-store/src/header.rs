@@ -53,8 +53,14 @@ pub(crate) fn open_db(config: &StoreConfig) -> Result<sled::Db, OpenError> {
             source,
         })?;
     match contents {
-        DirContents::Nothing => write_header(&db)?,
-        DirContents::Sled => check_header(&db, path)?,
+        DirContents::Nothing => {
+            write_header(&db)?;
+            tracing::info!(path = %path.display(), version = STORE_VERSION, "created store");
+        }
+        DirContents::Sled => {
+            check_header(&db, path)?;
+            tracing::info!(path = %path.display(), version = STORE_VERSION, "opened store");
+        }
     }
     Ok(db)
 }

@@ -176,6 +176,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write_error = |e: StoreError| StorageIOError::write_logs(&e);
+        tracing::debug!(from = %log_id, "truncating log");
         self.remove_entries(log_id.index..).map_err(write_error)?;
         self.db
             .flush_async()
@@ -190,6 +191,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .flush_async()
             .await
             .map_err(|e| write_error(e.into()))?;
+        tracing::debug!(upto = %log_id, "purging log");
         self.last_purged.insert(&(), &log_id).map_err(write_error)?;
         self.remove_entries(..=log_id.index).map_err(write_error)?;
         Ok(())

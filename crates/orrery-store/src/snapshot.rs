@@ -151,7 +151,7 @@ impl SnapshotBuilder {
         };
         let meta = SnapshotMeta {
             last_log_id: image.last_applied,
-            last_membership: image.last_membership,
+            last_membership: image.last_membership.clone(),
             snapshot_id,
         };
         {
@@ -166,6 +166,12 @@ impl SnapshotBuilder {
             }
         }
         self.core.db.flush_async().await?;
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            bytes = data.len(),
+            namespaces = image.namespaces.len(),
+            "built snapshot"
+        );
         Ok((meta, data))
     }
 }

@@ -161,6 +161,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .flush_async()
             .await
             .map_err(|e| write_error(e.into()))?;
+        tracing::info!(snapshot_id = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }
 

@@ -249,3 +249,19 @@ async fn cluster_id_is_recorded_once() {
         "{result:?}"
     );
 }
+
+/// Steps: open a store and, while it is open, open the same directory again (as a second
+/// node pointed at the same path would); expect `Database` (sled's lock), then close the
+/// first and open successfully.
+#[test]
+fn store_in_use_is_refused() {
+    let (_dir, path) = created_store();
+    let first = open(&path);
+    let second = try_open(&path);
+    assert!(
+        matches!(second, Err(OpenError::Database { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    try_open(&path).expect("open after the first closed");
+}

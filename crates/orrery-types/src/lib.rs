@@ -9,12 +9,14 @@
 //!   `Value` <-> `CValue`, the language-neutral wire form) and [`json`]
 //!   (typed JSON for people, self-describing JSON for when no type is at hand).
 //! - [`names`] and [`limits`]: every naming rule and size limit of the protocol.
+//! - [`cmd`]: the commands the replicated log carries and their outcomes.
 //! - [`errors`]: the error enums and how they relate.
 //!
 //! With the `arbitrary` feature, `arbitrary` offers proptest strategies
 //! for types, values of a type, and names, for other crates' tests.
 
 pub mod check;
+pub mod cmd;
 pub mod ctype;
 pub mod cvalue;
 pub mod errors;

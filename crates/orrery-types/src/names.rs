@@ -13,8 +13,8 @@
 //! - a *group id* is 1 to [`MAX_GROUP_ID_LEN`] of letters, digits, `_`, `-`, `.`;
 //! - an *endpoint* is `host:port`: a DNS name, an IPv4 address or a bracketed
 //!   IPv6 address, no scheme, port 1-65535;
-//! - a *reserved namespace* prefix covers whole segments: `stdlib` reserves
-//!   `stdlib` and `stdlib.io`, not `stdlibx`.
+//! - a *reserved namespace* prefix covers whole segments, ignoring ASCII
+//!   case: `stdlib` reserves `stdlib`, `stdlib.io` and `StdLib.io`, not `stdlibx`.
 
 use crate::errors::{NameError, NameKind};
 use crate::limits::*;
@@ -149,8 +149,14 @@ impl Namespace {
     /// Whether `prefix` covers this namespace by whole segments: `a.b`
     /// covers `a.b` and `a.b.c`, not `a.bc`.
     pub fn is_under(&self, prefix: &Namespace) -> bool {
-        self.0 == prefix.0
-            || (self.0.starts_with(prefix.as_str()) && self.0.as_bytes()[prefix.0.len()] == b'.')
+        self.covered_by(prefix, |a, b| a == b)
+    }
+
+    fn covered_by(&self, prefix: &Namespace, same: impl Fn(&[u8], &[u8]) -> bool) -> bool {
+        let (name, prefix) = (self.0.as_bytes(), prefix.0.as_bytes());
+        name.len() >= prefix.len()
+            && same(&name[..prefix.len()], prefix)
+            && (name.len() == prefix.len() || name[prefix.len()] == b'.')
     }
 }
 
@@ -359,9 +365,15 @@ impl ReservedNamespaces {
         &self.prefixes
     }
 
-    /// `Err(NameError::Reserved)` when `namespace` falls under a reserved prefix.
+    /// `Err(NameError::Reserved)` when `namespace` falls under a reserved
+    /// prefix, ignoring ASCII case so that `StdLib` cannot pose as `stdlib`.
     pub fn check(&self, namespace: &Namespace) -> Result<(), NameError> {
-        match self.prefixes.iter().find(|p| namespace.is_under(p)) {
+        let ignoring_case = |a: &[u8], b: &[u8]| a.eq_ignore_ascii_case(b);
+        match self
+            .prefixes
+            .iter()
+            .find(|p| namespace.covered_by(p, ignoring_case))
+        {
             Some(prefix) => Err(NameError::Reserved {
                 namespace: namespace.to_string(),
                 prefix: prefix.to_string(),
@@ -470,7 +482,10 @@ mod tests {
         assert!(reserved.check(&ns("stdlib.io")).is_err());
         assert!(reserved.check(&ns("orrery")).is_err());
         assert!(reserved.check(&ns("corp.internal.x")).is_err());
+        assert!(reserved.check(&ns("StdLib.io")).is_err());
         assert!(reserved.check(&ns("stdlibx")).is_ok());
+        assert!(ns("stdlib.io").is_under(&ns("stdlib")));
+        assert!(!ns("StdLib.io").is_under(&ns("stdlib")));
         assert!(reserved.check(&ns("corp")).is_ok());
         assert!(reserved.check(&ns("corp.internalx")).is_ok());
         assert_eq!(

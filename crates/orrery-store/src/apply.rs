@@ -1,0 +1,187 @@
+//! Apply: the only code that changes the replicated state. Each log entry is applied in one
+//! sled transaction on the `sm` tree that writes the command's data, the last-applied log
+//! id, the membership (for membership entries), the revision counter and the client-request
+//! row together, so the state on disk always matches exactly one log position.
+//!
+//! Apply is deterministic: it reads only the entry and the state (the leader stamped the
+//! time into the entry), so every replica reaches the same state and the same answers.
+
+use openraft::EntryPayload;
+use orrery_types::cmd::Cmd;
+use orrery_types::cmd::CmdOutcome;
+use orrery_types::cmd::LogRequest;
+use orrery_types::cmd::Rejection;
+use sled::transaction::TransactionalTree;
+
+use crate::key_space::TxError;
+use crate::key_space::TxSpace;
+use crate::key_spaces::ClientRequests;
+use crate::key_spaces::LastApplied;
+use crate::key_spaces::LastMembership;
+use crate::key_spaces::Namespaces;
+use crate::key_spaces::ReservedPrefixes;
+use crate::key_spaces::Revision;
+use crate::records::NamespaceRecord;
+use crate::records::RequestRecord;
+use crate::type_config::LogEntry;
+use crate::type_config::Response;
+use crate::type_config::StoredMembership;
+use orrery_types::names::GroupId;
+use orrery_types::names::Namespace;
+use orrery_types::names::ReservedNamespaces;
+use orrery_types::NameError;
+
+/// Applies `entry` inside `tx`, a transaction on the `sm` tree. sled may run this more than
+/// once on conflicts, so it has no effect outside `tx`.
+pub(crate) fn apply_entry(tx: &TransactionalTree, entry: &LogEntry) -> Result<Response, TxError> {
+    TxSpace::<LastApplied>::new(tx).insert(&(), &entry.log_id)?;
+    let outcome = match &entry.payload {
+        EntryPayload::Blank => None,
+        EntryPayload::Membership(membership) => {
+            let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
+            TxSpace::<LastMembership>::new(tx).insert(&(), &stored)?;
+            None
+        }
+        EntryPayload::Normal(request) => Some(apply_request(tx, request)?),
+    };
+    Ok(Response { outcome })
+}
+
+/// Answers a retried request from the request table; applies a new one and records its
+/// answer when it carries a request id.
+fn apply_request(tx: &TransactionalTree, request: &LogRequest) -> Result<CmdOutcome, TxError> {
+    let requests = TxSpace::<ClientRequests>::new(tx);
+    if let Some(id) = &request.request_id {
+        if let Some(first) = requests.get(id)? {
+            return Ok(first.outcome);
+        }
+    }
+    let outcome = apply_cmd(tx, &request.cmd)?;
+    if let Some(id) = &request.request_id {
+        let record = RequestRecord {
+            outcome: outcome.clone(),
+            time_ms: request.time_ms,
+        };
+        requests.insert(id, &record)?;
+    }
+    Ok(outcome)
+}
+
+/// Applies one command. A rejection is an answer, not an error: it changes nothing.
+fn apply_cmd(tx: &TransactionalTree, cmd: &Cmd) -> Result<CmdOutcome, TxError> {
+    match cmd {
+        Cmd::ReserveNamespace { namespace, group } => reserve_namespace(tx, namespace, group),
+        Cmd::ReleaseNamespace { namespace } => release_namespace(tx, namespace),
+        Cmd::SetReservedPrefixes { prefixes } => set_reserved_prefixes(tx, prefixes),
+    }
+}
+
+fn reserve_namespace(
+    tx: &TransactionalTree,
+    namespace: &str,
+    group: &str,
+) -> Result<CmdOutcome, TxError> {
+    let parsed = match Namespace::parse(namespace).and_then(|ns| GroupId::parse(group).map(|_| ns))
+    {
+        Ok(parsed) => parsed,
+        Err(e) => return Ok(invalid_name(e)),
+    };
+    let namespaces = TxSpace::<Namespaces>::new(tx);
+    if let Some(owner) = namespaces.get(&namespace.to_string())? {
+        return Ok(if owner.owner_group == group {
+            CmdOutcome::AlreadyReserved {
+                revision: owner.reserved_at,
+            }
+        } else {
+            rejected(Rejection::NamespaceOwned {
+                namespace: namespace.to_string(),
+                owner_group: owner.owner_group,
+            })
+        });
+    }
+    let configured = TxSpace::<ReservedPrefixes>::new(tx)
+        .get(&())?
+        .unwrap_or_default();
+    if let Some(prefix) = reserved_prefix(&parsed, &configured) {
+        return Ok(rejected(Rejection::ReservedNamespace {
+            namespace: namespace.to_string(),
+            prefix,
+        }));
+    }
+    let revision = bump_revision(tx)?;
+    let record = NamespaceRecord {
+        owner_group: group.to_string(),
+        reserved_at: revision,
+    };
+    namespaces.insert(&namespace.to_string(), &record)?;
+    Ok(CmdOutcome::Reserved { revision })
+}
+
+fn release_namespace(tx: &TransactionalTree, namespace: &str) -> Result<CmdOutcome, TxError> {
+    if let Err(e) = Namespace::parse(namespace) {
+        return Ok(invalid_name(e));
+    }
+    let namespaces = TxSpace::<Namespaces>::new(tx);
+    let key = namespace.to_string();
+    if namespaces.get(&key)?.is_none() {
+        return Ok(rejected(Rejection::NotReserved { namespace: key }));
+    }
+    namespaces.remove(&key)?;
+    let revision = bump_revision(tx)?;
+    Ok(CmdOutcome::Released { revision })
+}
+
+/// Stores the prefixes sorted and without duplicates; the same list again is no change.
+fn set_reserved_prefixes(
+    tx: &TransactionalTree,
+    prefixes: &[String],
+) -> Result<CmdOutcome, TxError> {
+    for prefix in prefixes {
+        if let Err(e) = Namespace::parse(prefix) {
+            let reason = format!("reserved prefix: {e}");
+            return Ok(rejected(Rejection::InvalidName { reason }));
+        }
+    }
+    let mut wanted = prefixes.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    let space = TxSpace::<ReservedPrefixes>::new(tx);
+    let revision = if space.get(&())?.unwrap_or_default() == wanted {
+        current_revision(tx)?
+    } else {
+        space.insert(&(), &wanted)?;
+        bump_revision(tx)?
+    };
+    Ok(CmdOutcome::ReservedPrefixesSet { revision })
+}
+
+fn rejected(rejection: Rejection) -> CmdOutcome {
+    CmdOutcome::Rejected(rejection)
+}
+
+fn invalid_name(e: NameError) -> CmdOutcome {
+    rejected(Rejection::InvalidName {
+        reason: e.to_string(),
+    })
+}
+
+/// The reserved prefix covering `namespace`, if any: a built-in one or one of
+/// the replicated `configured` prefixes (each validated when it was set).
+fn reserved_prefix(namespace: &Namespace, configured: &[String]) -> Option<String> {
+    let reserved = ReservedNamespaces::new(configured).ok()?;
+    match reserved.check(namespace) {
+        Err(NameError::Reserved { prefix, .. }) => Some(prefix),
+        _ => None,
+    }
+}
+
+fn current_revision(tx: &TransactionalTree) -> Result<u64, TxError> {
+    Ok(TxSpace::<Revision>::new(tx).get(&())?.unwrap_or(0))
+}
+
+/// Increments the revision counter and returns the new revision.
+fn bump_revision(tx: &TransactionalTree) -> Result<u64, TxError> {
+    let revision = current_revision(tx)? + 1;
+    TxSpace::<Revision>::new(tx).insert(&(), &revision)?;
+    Ok(revision)
+}

@@ -1,0 +1,10 @@
+//! Behaviour tests of the sled store through its public API, on real files in temporary
+//! directories: apply semantics, snapshots, opening foreign or damaged directories, and
+//! durability across reopen and process crash.
+
+mod apply;
+mod durability;
+mod open_errors;
+mod replay;
+mod snapshot;
+mod support;

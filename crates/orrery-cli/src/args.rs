@@ -1,0 +1,351 @@
+//! The command line grammar (clap derive): global options, every command
+//! and its arguments. Parsing only: no I/O, no defaults from files. Values
+//! a user leaves unset stay `None` here, so that [`crate::config`] can apply
+//! the precedence flag > `ORRERY_*` variable > config file > default.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::config::{parse_duration, Source};
+use crate::output::OutputFormat;
+
+/// `orrery`: the command line of an Orrery cluster.
+#[derive(Debug, Parser)]
+#[command(name = "orrery", version, about, long_about = None)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes, before or after the command name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct GlobalArgs {
+    /// Nodes to talk to, tried in order [default: 127.0.0.1:7400].
+    #[arg(
+        long,
+        global = true,
+        env = "ORRERY_ENDPOINTS",
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_delimiter = ','
+    )]
+    pub endpoints: Option<Vec<String>>,
+
+    /// How to print answers [default: table].
+    #[arg(short, long, global = true, env = "ORRERY_OUTPUT", value_enum)]
+    pub output: Option<OutputFormat>,
+
+    /// Time budget of each request, retries included, e.g. `5s`, `500ms`,
+    /// `1m` [default: 5s].
+    #[arg(long, global = true, env = "ORRERY_TIMEOUT", value_name = "DURATION",
+          value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Config file (TOML) [default: ~/.config/orrery/config.toml, if present].
+    #[arg(long, global = true, env = "ORRERY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Membership, leadership and snapshots.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Operator reservations of namespaces, and what owns each namespace.
+    #[command(subcommand, visible_alias = "ns")]
+    Namespaces(NamespacesCommand),
+    /// The command line's own settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `orrery cluster ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ClusterCommand {
+    /// The leader, the term and every member as the answering node sees them.
+    Status,
+    /// Add a node as a non-voting learner.
+    AddLearner {
+        /// The new node's id: unique, never a removed node's id.
+        id: u64,
+        /// The new node's address.
+        #[arg(value_name = "HOST:PORT")]
+        addr: String,
+    },
+    /// Make a learner that has caught up a voter.
+    Promote {
+        /// The learner's id.
+        id: u64,
+    },
+    /// Remove a voter or a learner.
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+    /// Hand leadership to another voter.
+    TransferLeader {
+        /// The voter to become leader.
+        id: u64,
+    },
+    /// Build a snapshot on the answering node now and compact its log.
+    Snapshot,
+}
+
+/// `orrery namespaces ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum NamespacesCommand {
+    /// Reserve a namespace for a provider group.
+    Reserve {
+        /// The namespace.
+        name: String,
+        /// The provider group it is reserved for.
+        #[arg(long, value_name = "GROUP")]
+        group: String,
+    },
+    /// Release an operator reservation.
+    Release {
+        /// The namespace.
+        name: String,
+    },
+    /// List namespaces, claimed by providers or reserved by operators.
+    List {
+        /// Only namespaces under this one (whole dot-separated segments).
+        #[arg(long, value_name = "NAMESPACE")]
+        prefix: Option<String>,
+        /// How fresh the answer must be.
+        #[arg(long, value_enum, default_value_t)]
+        consistency: Consistency,
+    },
+    /// Show one namespace.
+    Get {
+        /// The namespace.
+        name: String,
+        /// How fresh the answer must be.
+        #[arg(long, value_enum, default_value_t)]
+        consistency: Consistency,
+    },
+}
+
+/// `orrery config ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the settings in effect and where each one came from.
+    Show,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read (through the leader).
+    #[default]
+    Linearizable,
+    /// From the answering node's replica; may be behind.
+    Stale,
+}
+
+/// Where each global option set on the command line came from: a flag or
+/// its `ORRERY_*` variable; `None` when neither set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArgSources {
+    /// Of `--endpoints`.
+    pub endpoints: Option<Source>,
+    /// Of `--output`.
+    pub output: Option<Source>,
+    /// Of `--timeout`.
+    pub timeout: Option<Source>,
+    /// Of `--config`.
+    pub config: Option<Source>,
+}
+
+/// A parsed command line: the arguments and where the global ones came from.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The arguments.
+    pub cli: Cli,
+    /// Where the global options came from.
+    pub sources: ArgSources,
+}
+
+/// Parses a command line (the first item is the program name), reading
+/// `ORRERY_*` variables for options not given as flags. On error, the clap
+/// error knows how to print itself and its exit code (2 for usage errors,
+/// 0 for `--help` and `--version`).
+pub fn parse_from<I, T>(args: I) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let source = |id: &str, var: &'static str| match matches.value_source(id) {
+        Some(ValueSource::CommandLine) => Some(Source::Flag),
+        Some(ValueSource::EnvVariable) => Some(Source::Env(var)),
+        _ => None,
+    };
+    let sources = ArgSources {
+        endpoints: source("endpoints", "ORRERY_ENDPOINTS"),
+        output: source("output", "ORRERY_OUTPUT"),
+        timeout: source("timeout", "ORRERY_TIMEOUT"),
+        config: source("config", "ORRERY_CONFIG"),
+    };
+    Ok(Invocation { cli, sources })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Invocation, clap::Error> {
+        parse_from(std::iter::once("orrery").chain(args.iter().copied()))
+    }
+
+    /// The grammar is consistent (clap's own checks).
+    #[test]
+    fn grammar_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    /// Global options are accepted before and after the command, and
+    /// `--endpoints` takes a comma-separated list or repeats.
+    /// Steps: parse three command lines; compare the global options and the
+    /// recorded sources.
+    #[test]
+    fn global_options_anywhere() {
+        let inv = parse(&[
+            "--endpoints",
+            "a:1,b:2",
+            "cluster",
+            "status",
+            "-o",
+            "json",
+            "--timeout",
+            "250ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            inv.cli.global,
+            GlobalArgs {
+                endpoints: Some(vec!["a:1".into(), "b:2".into()]),
+                output: Some(OutputFormat::Json),
+                timeout: Some(Duration::from_millis(250)),
+                config: None,
+            }
+        );
+        assert_eq!(inv.sources.endpoints, Some(Source::Flag));
+        assert_eq!(inv.sources.output, Some(Source::Flag));
+        assert_eq!(inv.sources.timeout, Some(Source::Flag));
+        assert!(matches!(
+            inv.cli.command,
+            Command::Cluster(ClusterCommand::Status)
+        ));
+
+        let repeated = parse(&["ns", "list", "--endpoints", "a:1", "--endpoints", "c:3"]).unwrap();
+        assert_eq!(
+            repeated.cli.global.endpoints,
+            Some(vec!["a:1".into(), "c:3".into()])
+        );
+    }
+
+    /// Every command parses into the expected value.
+    /// Steps: parse each command line and compare.
+    #[test]
+    fn commands_parse() {
+        let cluster = |args: &[&str]| match parse(args).unwrap().cli.command {
+            Command::Cluster(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let namespaces = |args: &[&str]| match parse(args).unwrap().cli.command {
+            Command::Namespaces(c) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            cluster(&["cluster", "add-learner", "4", "10.0.0.4:7400"]),
+            ClusterCommand::AddLearner {
+                id: 4,
+                addr: "10.0.0.4:7400".into()
+            }
+        );
+        assert_eq!(
+            cluster(&["cluster", "promote", "4"]),
+            ClusterCommand::Promote { id: 4 }
+        );
+        assert_eq!(
+            cluster(&["cluster", "remove", "2"]),
+            ClusterCommand::Remove { id: 2 }
+        );
+        assert_eq!(
+            cluster(&["cluster", "transfer-leader", "3"]),
+            ClusterCommand::TransferLeader { id: 3 }
+        );
+        assert_eq!(cluster(&["cluster", "snapshot"]), ClusterCommand::Snapshot);
+        assert_eq!(
+            namespaces(&["namespaces", "reserve", "acme", "--group", "billing"]),
+            NamespacesCommand::Reserve {
+                name: "acme".into(),
+                group: "billing".into()
+            }
+        );
+        assert_eq!(
+            namespaces(&["namespaces", "release", "acme"]),
+            NamespacesCommand::Release {
+                name: "acme".into()
+            }
+        );
+        assert_eq!(
+            namespaces(&["ns", "list"]),
+            NamespacesCommand::List {
+                prefix: None,
+                consistency: Consistency::Linearizable
+            }
+        );
+        assert_eq!(
+            namespaces(&[
+                "namespaces",
+                "list",
+                "--prefix",
+                "acme",
+                "--consistency",
+                "stale"
+            ]),
+            NamespacesCommand::List {
+                prefix: Some("acme".into()),
+                consistency: Consistency::Stale
+            }
+        );
+        assert_eq!(
+            namespaces(&["namespaces", "get", "acme", "--consistency", "stale"]),
+            NamespacesCommand::Get {
+                name: "acme".into(),
+                consistency: Consistency::Stale
+            }
+        );
+    }
+
+    /// Usage errors are clap errors with exit code 2; help exits 0.
+    /// Steps: parse a missing `--group`, a bad id, a bad output format, a bad
+    /// timeout and `--help`; check each error's exit code.
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &["namespaces", "reserve", "acme"][..],
+            &["cluster", "promote", "four"],
+            &["cluster", "status", "-o", "yaml"],
+            &["cluster", "status", "--timeout", "soon"],
+            &["cluster", "status", "--timeout", "0s"],
+            &["cluster"],
+            &["node"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+        assert_eq!(parse(&["--help"]).unwrap_err().exit_code(), 0);
+    }
+}

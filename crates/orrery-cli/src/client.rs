@@ -12,7 +12,8 @@
 //! 3. When every endpoint failed in a round, it waits (50 ms, doubling up to
 //!    1 s) and starts another round, until the time budget
 //!    ([`ClientConfig::timeout`]) is spent: then [`ClientError::Unavailable`].
-//! 4. Any other error is the answer: [`ClientError::Api`], no retry.
+//! 4. A try that runs out of time ends the call: [`ClientError::Unavailable`].
+//! 5. Any other error is the answer: [`ClientError::Api`], no retry.
 //!
 //! Each try sends the same message, so a write must carry its
 //! [`pb::RequestId`] (from [`Client::request_id`]) for the retry to be safe:
@@ -264,6 +265,21 @@ impl Client {
                     Err(status) => status,
                 };
                 let error = ApiError::from_status(&status);
+                if error.code == pb::ErrorCode::Unspecified
+                    && matches!(
+                        error.grpc_code,
+                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                    )
+                {
+                    // The node (tonic answers CANCELLED) or the transport
+                    // gave up at the deadline we sent: the budget is spent.
+                    last = Some(Failure {
+                        addr,
+                        reason: format!("no answer in time ({})", error.message),
+                        code: None,
+                    });
+                    return Err(self.unavailable(attempts, last));
+                }
                 if !error.is_retryable_elsewhere() {
                     self.lock().preferred = Some(index);
                     return Err(ClientError::Api(error));

@@ -93,7 +93,9 @@ impl ApiError {
     }
 
     /// Whether the error says the cluster could not answer rather than
-    /// refused: no quorum, unavailable, or out of time.
+    /// refused: no quorum, unavailable, or out of time. An untyped
+    /// `CANCELLED` counts as out of time: it is what a tonic server answers
+    /// when the request's deadline passes.
     pub fn is_unavailability(&self) -> bool {
         matches!(
             self.code,
@@ -101,7 +103,7 @@ impl ApiError {
         ) || matches!(
             self.grpc_code,
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-        )
+        ) || (self.code == pb::ErrorCode::Unspecified && self.grpc_code == tonic::Code::Cancelled)
     }
 }
 
@@ -393,6 +395,7 @@ mod tests {
             (api(E::NoQuorum, G::Unavailable), EXIT_UNAVAILABLE),
             (api(E::Timeout, G::DeadlineExceeded), EXIT_UNAVAILABLE),
             (api(E::Unspecified, G::DeadlineExceeded), EXIT_UNAVAILABLE),
+            (api(E::Unspecified, G::Cancelled), EXIT_UNAVAILABLE),
             (
                 CliError::Client(ClientError::Unavailable {
                     budget: Duration::from_secs(5),

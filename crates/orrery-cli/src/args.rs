@@ -32,6 +32,7 @@ pub struct GlobalArgs {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "ORRERY_ENDPOINTS",
         value_name = "HOST:PORT[,HOST:PORT...]",
         value_delimiter = ','
@@ -39,17 +40,36 @@ pub struct GlobalArgs {
     pub endpoints: Option<Vec<String>>,
 
     /// How to print answers [default: table].
-    #[arg(short, long, global = true, env = "ORRERY_OUTPUT", value_enum)]
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ORRERY_OUTPUT",
+        value_enum
+    )]
     pub output: Option<OutputFormat>,
 
     /// Time budget of each request, retries included, e.g. `5s`, `500ms`,
     /// `1m` [default: 5s].
-    #[arg(long, global = true, env = "ORRERY_TIMEOUT", value_name = "DURATION",
-          value_parser = parse_duration)]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ORRERY_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
     pub timeout: Option<Duration>,
 
     /// Config file (TOML) [default: ~/.config/orrery/config.toml, if present].
-    #[arg(long, global = true, env = "ORRERY_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ORRERY_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 }
 

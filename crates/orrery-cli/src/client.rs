@@ -530,6 +530,24 @@ mod tests {
         assert_ne!(random.client_id(), RequestIds::new().client_id());
     }
 
+    /// Calls can run on a multi-threaded runtime: the client is shared by
+    /// reference and its futures are `Send`.
+    /// Steps: build a call future and a connect future, hand them to a
+    /// function that takes only `Send` values, drop them unpolled.
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        fn sync<T: Sync>(_: &T) {}
+        let client = Client::new(ClientConfig::new(vec!["a:1".into()])).unwrap();
+        sync(&client);
+        send(
+            client.admin(pb::StatusRequest {}, |mut admin, request| async move {
+                admin.status(request).await
+            }),
+        );
+        send(client.connect_any());
+    }
+
     /// A client needs at least one valid endpoint and dedupes repeats.
     #[test]
     fn checks_endpoints_up_front() {

@@ -12,7 +12,10 @@
 //! 3. When every endpoint failed in a round, it waits (50 ms, doubling up to
 //!    1 s) and starts another round, until the time budget
 //!    ([`ClientConfig::timeout`]) is spent: then [`ClientError::Unavailable`].
-//! 4. A try that runs out of time ends the call: [`ClientError::Unavailable`].
+//! 4. A try that runs out of the budget ends the call:
+//!    [`ClientError::Unavailable`]. (A node that gives up on a request
+//!    early, with an untyped `CANCELLED` or `DEADLINE_EXCEEDED`, is treated
+//!    as unavailable and the next endpoint is tried.)
 //! 5. Any other error is the answer: [`ClientError::Api`], no retry.
 //!
 //! Each try sends the same message, so a write must carry its
@@ -228,7 +231,7 @@ impl Client {
                 if !tried.insert(index) {
                     continue;
                 }
-                let Some(remaining) = remaining(deadline) else {
+                let Some(remaining) = time_left(deadline) else {
                     return Err(self.unavailable(attempts, last));
                 };
                 attempts += 1;
@@ -265,28 +268,21 @@ impl Client {
                     Err(status) => status,
                 };
                 let error = ApiError::from_status(&status);
-                if error.code == pb::ErrorCode::Unspecified
+                // Made by gRPC, not by an Orrery node: the transport, or a
+                // tonic server giving up at the deadline we sent (it answers
+                // CANCELLED).
+                let untyped = error.code == pb::ErrorCode::Unspecified;
+                let gave_up = untyped
                     && matches!(
                         error.grpc_code,
                         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-                    )
-                {
-                    // The node (tonic answers CANCELLED) or the transport
-                    // gave up at the deadline we sent: the budget is spent.
-                    last = Some(Failure {
-                        addr,
-                        reason: format!("no answer in time ({})", error.message),
-                        code: None,
-                    });
-                    return Err(self.unavailable(attempts, last));
-                }
-                if !error.is_retryable_elsewhere() {
+                    );
+                if !gave_up && !error.is_retryable_elsewhere() {
                     self.lock().preferred = Some(index);
                     return Err(ClientError::Api(error));
                 }
-                if error.code == pb::ErrorCode::Unspecified {
-                    // Made by the transport, not by a node: the connection
-                    // may be broken, so dial again next time.
+                if untyped {
+                    // The connection may be broken: dial again next time.
                     self.lock().channels.remove(&index);
                 }
                 if let Some(leader) = error.leader_addr.as_deref().and_then(|a| self.learn(a)) {
@@ -295,13 +291,18 @@ impl Client {
                         queue.push_front(leader);
                     }
                 }
+                let reason = if gave_up {
+                    format!("no answer in time ({})", error.message)
+                } else {
+                    error.to_string()
+                };
                 last = Some(Failure {
                     addr,
-                    reason: error.to_string(),
+                    reason,
                     code: Some(error.code),
                 });
             }
-            match remaining(deadline) {
+            match time_left(deadline) {
                 Some(left) if left > backoff => tokio::time::sleep(backoff).await,
                 _ => return Err(self.unavailable(attempts, last)),
             }
@@ -344,7 +345,7 @@ impl Client {
         let mut last = None;
         loop {
             for index in self.round_order() {
-                let Some(remaining) = remaining(deadline) else {
+                let Some(remaining) = time_left(deadline) else {
                     return Err(self.unavailable(attempts, last));
                 };
                 attempts += 1;
@@ -360,7 +361,7 @@ impl Client {
                     }
                 }
             }
-            match remaining(deadline) {
+            match time_left(deadline) {
                 Some(left) if left > backoff => tokio::time::sleep(backoff).await,
                 _ => return Err(self.unavailable(attempts, last)),
             }
@@ -435,7 +436,7 @@ impl Client {
 }
 
 /// What is left until `deadline`, `None` once it has passed.
-fn remaining(deadline: Instant) -> Option<Duration> {
+fn time_left(deadline: Instant) -> Option<Duration> {
     deadline
         .checked_duration_since(Instant::now())
         .filter(|d| !d.is_zero())

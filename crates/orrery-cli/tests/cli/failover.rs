@@ -253,6 +253,28 @@ async fn a_hanging_node_costs_the_budget() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+/// A node that gives up on a request before the budget is spent (untyped
+/// CANCELLED) is skipped for the next endpoint.
+/// Steps: endpoints = [a node answering CANCELLED, an answering node]; run
+/// status; check that the second node answered.
+#[tokio::test]
+async fn a_node_that_gives_up_early_is_skipped() {
+    let giving_up = FakeNode::start(Behaviour::GiveUp).await;
+    let node = FakeNode::start(Behaviour::Answer { node_id: 2 }).await;
+    let client = client(
+        vec![giving_up.endpoint(), node.endpoint()],
+        Duration::from_secs(5),
+    );
+
+    let text = cmd::cluster::run(&client, OutputFormat::Json, ClusterCommand::Status)
+        .await
+        .unwrap();
+
+    assert!(text.contains("\"answered_by\": 2"), "{text}");
+    assert_eq!(methods(&giving_up), ["status"]);
+    assert_eq!(methods(&node), ["status"]);
+}
+
 /// Every cluster and namespace command reaches its RPC and renders.
 /// Steps: run each command against an answering node in JSON and table
 /// form; check the RPC names the node saw.

@@ -34,6 +34,9 @@ pub enum Behaviour {
         /// The message.
         message: String,
     },
+    /// Answers an untyped gRPC CANCELLED at once, as a tonic server does
+    /// when it gives up on a request.
+    GiveUp,
     /// Takes every call and never answers.
     Hang,
 }
@@ -160,6 +163,7 @@ impl Service {
                 grpc,
                 message,
             } => Err(error_status(grpc, code, &message, false, None)),
+            Behaviour::GiveUp => Err(Status::cancelled("Timeout expired")),
             Behaviour::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 Err(Status::internal("woke up"))

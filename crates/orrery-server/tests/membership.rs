@@ -81,10 +81,17 @@ async fn restarted_node_catches_up_by_snapshot() {
     let last = cluster.metrics(leader).last_applied.unwrap().index;
     cluster.wait_applied(&[follower], last).await;
     let metrics = cluster.metrics(follower);
-    assert!(metrics.snapshot.is_some(), "no snapshot on the follower: {metrics:?}");
+    assert!(
+        metrics.snapshot.is_some(),
+        "no snapshot on the follower: {metrics:?}"
+    );
     let client = cluster.client_of(follower);
     let listing = client.list("", pb::ReadConsistency::Stale).await.unwrap();
-    let names: Vec<String> = listing.namespaces.into_iter().map(|n| n.namespace).collect();
+    let names: Vec<String> = listing
+        .namespaces
+        .into_iter()
+        .map(|n| n.namespace)
+        .collect();
     for i in 0..40 {
         assert!(names.contains(&format!("snap{i}")), "snap{i} missing");
     }
@@ -102,7 +109,12 @@ async fn add_a_node_and_remove_one() {
     cluster.client().reserve("before", "g", None).await.unwrap();
     cluster.add_node(4).await;
     let status = cluster.client_of(4).status().await.unwrap();
-    let voters: Vec<u64> = status.members.iter().filter(|m| m.voter).map(|m| m.id).collect();
+    let voters: Vec<u64> = status
+        .members
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.id)
+        .collect();
     assert_eq!(voters, [1, 2, 3, 4]);
     assert_eq!(status.cluster_id, cluster.node(1).cluster_id());
 
@@ -112,12 +124,7 @@ async fn add_a_node_and_remove_one() {
     cluster
         .wait_for(&[2, 3, 4], "node 1 left the membership", |all| {
             all.iter()
-                .all(|m| {
-                    m.membership_config
-                        .membership()
-                        .get_node(&1)
-                        .is_none()
-                })
+                .all(|m| m.membership_config.membership().get_node(&1).is_none())
                 .then_some(())
         })
         .await;

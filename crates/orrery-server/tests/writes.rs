@@ -30,21 +30,37 @@ async fn write_through_a_follower() {
     assert!(revision > 0);
 
     for id in cluster.ids() {
-        let got = cluster.client_of(id).get("acme", LINEARIZABLE).await.unwrap();
+        let got = cluster
+            .client_of(id)
+            .get("acme", LINEARIZABLE)
+            .await
+            .unwrap();
         assert_eq!(got.namespace.unwrap().owner_group, "group-a");
         let header = got.header.unwrap();
-        assert!(header.revision >= revision, "node {id} answered an older revision");
+        assert!(
+            header.revision >= revision,
+            "node {id} answered an older revision"
+        );
         assert!(!header.stale);
     }
 
     let again = via_follower.reserve("acme", "group-a", None).await.unwrap();
     assert!(!again.changed);
 
-    let owned = via_follower.reserve("acme", "group-b", None).await.unwrap_err();
+    let owned = via_follower
+        .reserve("acme", "group-b", None)
+        .await
+        .unwrap_err();
     assert_eq!(owned.code(), tonic::Code::AlreadyExists);
-    assert_eq!(error_detail(&owned).unwrap().code, pb::ErrorCode::NamespaceOwned as i32);
+    assert_eq!(
+        error_detail(&owned).unwrap().code,
+        pb::ErrorCode::NamespaceOwned as i32
+    );
 
-    let reserved_ns = via_follower.reserve("stdlib.x", "group-a", None).await.unwrap_err();
+    let reserved_ns = via_follower
+        .reserve("stdlib.x", "group-a", None)
+        .await
+        .unwrap_err();
     assert_eq!(reserved_ns.code(), tonic::Code::PermissionDenied);
     assert_eq!(
         error_detail(&reserved_ns).unwrap().code,
@@ -86,7 +102,10 @@ async fn leader_failure_loses_no_acknowledged_write() {
     let mut acked = BTreeMap::new();
     for i in 0..20u64 {
         let ns = format!("ns_{i}");
-        let r = client.reserve(&ns, "g", request_id("writer", i)).await.unwrap();
+        let r = client
+            .reserve(&ns, "g", request_id("writer", i))
+            .await
+            .unwrap();
         acked.insert(ns, r.header.unwrap().revision);
     }
     let old_leader = cluster.leader().await;
@@ -98,7 +117,10 @@ async fn leader_failure_loses_no_acknowledged_write() {
     let client = cluster.client();
     for i in 20..30u64 {
         let ns = format!("ns_{i}");
-        let r = client.reserve(&ns, "g", request_id("writer", i)).await.unwrap();
+        let r = client
+            .reserve(&ns, "g", request_id("writer", i))
+            .await
+            .unwrap();
         acked.insert(ns, r.header.unwrap().revision);
     }
     for ns in acked.keys() {
@@ -112,7 +134,11 @@ async fn leader_failure_loses_no_acknowledged_write() {
     let old = cluster.client_of(old_leader);
     for ns in acked.keys() {
         let got = old.get(ns, pb::ReadConsistency::Stale).await.unwrap();
-        assert_eq!(got.namespace.unwrap().owner_group, "g", "{ns} missing on the restarted node");
+        assert_eq!(
+            got.namespace.unwrap().owner_group,
+            "g",
+            "{ns} missing on the restarted node"
+        );
     }
 }
 
@@ -153,7 +179,10 @@ async fn concurrent_reservations_have_one_owner_each() {
                 .await
                 .map(|r| r.changed)
                 .map_err(|s| s.code());
-            assert_eq!(retried, answers[0].1, "a retry of c{c}'s first request changed its answer");
+            assert_eq!(
+                retried, answers[0].1,
+                "a retry of c{c}'s first request changed its answer"
+            );
             (group, answers)
         }));
     }
@@ -165,7 +194,9 @@ async fn concurrent_reservations_have_one_owner_each() {
             match answer {
                 Ok(true) => winners.entry(ns).or_default().push(group.clone()),
                 Ok(false) => panic!("{group} got AlreadyReserved for {ns} on its first try"),
-                Err(tonic::Code::AlreadyExists) => losers.entry(ns).or_default().push(group.clone()),
+                Err(tonic::Code::AlreadyExists) => {
+                    losers.entry(ns).or_default().push(group.clone())
+                }
                 Err(code) => panic!("{group} reserving {ns}: unexpected {code:?}"),
             }
         }

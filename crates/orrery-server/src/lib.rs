@@ -1,0 +1,30 @@
+//! The Orrery node: one tonic server per node serving the node-to-node `RaftService`, the
+//! operators' `ClusterAdmin`, gRPC health and reflection; the Raft network over tonic with
+//! fault injection ([`TransportFilter`]); forwarding of writes to the leader; and
+//! linearizable or stale reads.
+//!
+//! Start a node with [`Node::start`], giving it a [`NodeConfig`], a bound listener and a
+//! cancellation token; cancel the token and await [`NodeHandle::wait`] to stop it.
+//! `docs/cluster.md` describes bootstrap, joining, the cluster id, forwarding and reads.
+
+mod config;
+mod errors;
+mod filter;
+mod leader;
+mod network;
+mod node;
+mod service;
+
+pub use config::Bootstrap;
+pub use config::NodeConfig;
+pub use config::RaftTuning;
+pub use errors::error_detail;
+pub use errors::to_status;
+pub use errors::ApiError;
+pub use errors::LeaderHint;
+pub use errors::NodeError;
+pub use errors::PeerError;
+pub use filter::TransportFilter;
+pub use node::derive_cluster_id;
+pub use node::Node;
+pub use node::NodeHandle;

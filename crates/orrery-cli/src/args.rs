@@ -85,6 +85,87 @@ pub enum Command {
     /// The command line's own settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run one cluster member until SIGTERM or Ctrl-C.
+    Node(NodeArgs),
+    /// Run a local cluster on loopback in this process.
+    Dev(DevArgs),
+}
+
+/// `orrery node`: one member of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct NodeArgs {
+    /// This node's id: unique in the cluster, never reused after a removal.
+    #[arg(long, env = "ORRERY_NODE_ID")]
+    pub id: u64,
+    /// Address to listen on for every service.
+    #[arg(long, env = "ORRERY_LISTEN", value_name = "HOST:PORT")]
+    pub listen: String,
+    /// Address peers and clients reach this node at. Default: --listen.
+    #[arg(long, env = "ORRERY_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Directory of the node's data; the same directory resumes the node.
+    #[arg(long, env = "ORRERY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The cluster's first voters, this node included. The lowest id
+    /// initializes the cluster on its first start.
+    #[arg(
+        long,
+        env = "ORRERY_INITIAL_CLUSTER",
+        value_name = "ID=HOST:PORT,...",
+        value_delimiter = ',',
+        value_parser = crate::cmd::node::parse_member,
+        required_unless_present = "join",
+        conflicts_with = "join"
+    )]
+    pub initial_cluster: Vec<(u64, String)>,
+    /// Join a running cluster through any of these nodes: added as a
+    /// learner, promoted to voter once caught up.
+    #[arg(long, env = "ORRERY_JOIN", value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Build a snapshot after this many applied entries.
+    #[arg(long, env = "ORRERY_SNAPSHOT_THRESHOLD", default_value_t = 5000)]
+    pub snapshot_threshold: u64,
+    /// Entries already in a snapshot that stay in the log for lagging followers.
+    #[arg(long, env = "ORRERY_KEEP_LOGS", default_value_t = 1000)]
+    pub keep_logs: u64,
+    /// Namespaces reserved besides `stdlib` and `orrery`, set when the
+    /// cluster is initialized.
+    #[arg(long = "reserved-prefix", env = "ORRERY_RESERVED_PREFIXES", value_delimiter = ',')]
+    pub reserved_prefixes: Vec<String>,
+    /// Log format on standard error; the level comes from RUST_LOG.
+    #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// `orrery dev`: a local cluster on loopback.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DevArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub nodes: u8,
+    /// Where to keep the nodes' data (kept on exit). Default: a temporary
+    /// directory removed on exit.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The first node's port; the others follow.
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+    /// The loopback address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Log format on standard error; the level comes from RUST_LOG.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// How a node writes its logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `orrery cluster ...`.

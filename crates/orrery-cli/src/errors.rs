@@ -248,6 +248,17 @@ pub enum CliError {
     /// The answer could not be shown (e.g. standard output is closed).
     #[error("cannot write the answer: {0}")]
     Output(#[from] std::io::Error),
+    /// A node could not listen on its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A node failed to start or stopped with an error.
+    #[error("node: {0}")]
+    Node(#[from] orrery_server::NodeError),
 }
 
 impl CliError {
@@ -256,7 +267,7 @@ impl CliError {
         match self {
             CliError::Config(_) => EXIT_USAGE,
             CliError::Client(e) => e.exit_code(),
-            CliError::Output(_) => EXIT_REFUSED,
+            CliError::Output(_) | CliError::Listen { .. } | CliError::Node(_) => EXIT_REFUSED,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod errors;
+pub mod logging;
 pub mod output;
 
 use args::{Command, ConfigCommand, Invocation};
@@ -46,12 +47,21 @@ pub async fn run(invocation: Invocation) -> Result<String, CliError> {
             let client = Client::new(settings.client_config())?;
             Ok(cmd::namespaces::run(&client, format, command).await?)
         }
+        Command::Node(args) => {
+            logging::init(args.log_format);
+            cmd::node::run(args).await
+        }
+        Command::Dev(args) => {
+            logging::init(args.log_format);
+            cmd::dev::run(args).await
+        }
     }
 }
 
 /// The whole program: parses `args` (the first is the program name), runs
-/// the command on a single-threaded runtime, prints the answer on standard
+/// the command on a tokio runtime, prints the answer on standard
 /// output or one error line on standard error, and returns the exit code.
+/// `node` and `dev` run on a multi-threaded runtime until a stop signal.
 pub fn main_with_args<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
@@ -66,10 +76,14 @@ where
             return u8::try_from(error.exit_code()).unwrap_or(errors::EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // Nodes get every core; a client command needs one thread.
+    let runtime = match invocation.cli.command {
+        Command::Node(_) | Command::Dev(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

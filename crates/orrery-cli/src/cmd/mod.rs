@@ -1,6 +1,9 @@
-//! The commands that talk to a cluster, one file per command group. Each
-//! `run` sends its request through [`crate::client::Client`] and returns the
-//! text to print in the chosen [`crate::output::OutputFormat`].
+//! The commands, one file per command group. Those that talk to a cluster
+//! send their requests through [`crate::client::Client`] and return the text
+//! to print in the chosen [`crate::output::OutputFormat`]; `node` and `dev`
+//! run cluster members in this process.
 
 pub mod cluster;
+pub mod dev;
 pub mod namespaces;
+pub mod node;

@@ -56,6 +56,16 @@ forget_pid() {
   PIDS=("${keep[@]}")
 }
 
+# Waits until process $1 is gone (started processes are disowned, so
+# `wait` does not apply), at most 10 s.
+wait_gone() {
+  for _ in $(seq 200); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # Stops process $1 with SIGTERM, then SIGKILL if it is still there after
 # 10 s, reaps it and forgets it.
 stop_pid() {
@@ -69,7 +79,7 @@ stop_pid() {
     log "process $pid ignored SIGTERM for 10 s: SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  wait "$pid" 2>/dev/null || true
+  wait_gone "$pid" || true
   forget_pid "$pid"
 }
 
@@ -136,6 +146,8 @@ start_orrery_node() {
     --initial-cluster "$(orrery_initial_cluster)" >>"$WORK/orrery-$id.log" 2>&1 &
   ORRERY_PIDS[$id]=$!
   PIDS+=("$!")
+  # Out of the job table: no "Killed" notices when a trial kills it.
+  disown "$!"
 }
 
 # Starts a 3-node Orrery cluster and waits for a leader.
@@ -152,12 +164,9 @@ start_orrery() {
   log "orrery cluster up on $ORRERY_ENDPOINTS, leader $leader"
 }
 
-# Stops every Orrery node with SIGTERM (a clean stop) and waits for it.
+# Stops the Orrery nodes one at a time with SIGTERM (a clean stop).
 stop_orrery() {
   local id
-  for id in "${!ORRERY_PIDS[@]}"; do
-    kill -TERM "${ORRERY_PIDS[$id]}" 2>/dev/null || true
-  done
   for id in "${!ORRERY_PIDS[@]}"; do stop_pid "${ORRERY_PIDS[$id]}"; done
   ORRERY_PIDS=()
 }

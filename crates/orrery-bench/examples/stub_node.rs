@@ -131,7 +131,11 @@ impl Node {
                         .await
                         .is_ok_and(|r| r.is_ok());
                 if up {
-                    self.view.lock().unwrap().last_seen.insert(id, Instant::now());
+                    self.view
+                        .lock()
+                        .unwrap()
+                        .last_seen
+                        .insert(id, Instant::now());
                 }
             }
             self.elect();

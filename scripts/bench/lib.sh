@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/bench/writes and scripts/bench/failover: finding and
 # building the binaries, starting and stopping local clusters on 127.0.0.1,
 # and cleaning up every process they started. Source it; do not run it.
@@ -18,21 +19,11 @@ die() {
   exit 1
 }
 
-# Stops every process we started (SIGTERM, then SIGKILL after 10 s) and
-# removes the temp dir unless BENCH_KEEP=1.
+# Stops every process we started, one at a time (SIGTERM, then SIGKILL after
+# 10 s), and removes the temp dir unless BENCH_KEEP=1.
 cleanup() {
-  local pid alive=()
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null && alive+=("$pid")
-  done
-  for _ in $(seq 100); do
-    local left=()
-    for pid in "${alive[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
-    alive=("${left[@]}")
-    [ ${#alive[@]} -eq 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
       log "kept $WORK (data dirs and logs)"
@@ -90,16 +81,6 @@ require_free_ports() {
   for port in "$@"; do
     port_free "$port" || die "port $port on 127.0.0.1 is in use (set BENCH_PORT_BASE to move every port)"
   done
-}
-
-# Waits until something listens on 127.0.0.1:$1, at most $2 seconds.
-wait_port() {
-  local i
-  for i in $(seq $(($2 * 10))); do
-    port_free "$1" || return 0
-    sleep 0.1
-  done
-  return 1
 }
 
 build_bench() {

@@ -12,8 +12,6 @@
 //! cargo build --release -p orrery-bench --example stub_node
 //! ORRERY_BIN=$CARGO_TARGET_DIR/release/examples/stub_node scripts/bench/failover
 //! ```
-#![allow(missing_docs)]
-
 use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
 use orrery_proto::pb::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use orrery_proto::pb::*;

@@ -164,13 +164,15 @@ pub async fn kill_leader(options: KillLeader) -> Result<(), String> {
     let pid = *pids
         .get(&leader_id)
         .ok_or_else(|| format!("no pid given for the leader, node {leader_id}"))?;
-    // The first other member that answers: writes go through it.
-    let mut via = None;
-    for m in status
+    // The first other member that answers, voters first: writes go through it.
+    let mut others: Vec<&Member> = status
         .members
         .iter()
-        .filter(|m| m.id != leader_id && m.voter)
-    {
+        .filter(|m| m.id != leader_id)
+        .collect();
+    others.sort_by_key(|m| !m.voter);
+    let mut via = None;
+    for m in others {
         if nodes.status(&m.addr).await.is_ok() {
             via = Some(m.addr.clone());
             break;

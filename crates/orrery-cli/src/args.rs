@@ -120,7 +120,12 @@ pub struct NodeArgs {
     pub initial_cluster: Vec<(u64, String)>,
     /// Join a running cluster through any of these nodes: added as a
     /// learner, promoted to voter once caught up.
-    #[arg(long, env = "ORRERY_JOIN", value_name = "HOST:PORT,...", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ORRERY_JOIN",
+        value_name = "HOST:PORT,...",
+        value_delimiter = ','
+    )]
     pub join: Vec<String>,
     /// Build a snapshot after this many applied entries.
     #[arg(long, env = "ORRERY_SNAPSHOT_THRESHOLD", default_value_t = 5000)]
@@ -130,7 +135,11 @@ pub struct NodeArgs {
     pub keep_logs: u64,
     /// Namespaces reserved besides `stdlib` and `orrery`, set when the
     /// cluster is initialized.
-    #[arg(long = "reserved-prefix", env = "ORRERY_RESERVED_PREFIXES", value_delimiter = ',')]
+    #[arg(
+        long = "reserved-prefix",
+        env = "ORRERY_RESERVED_PREFIXES",
+        value_delimiter = ','
+    )]
     pub reserved_prefixes: Vec<String>,
     /// Log format on standard error; the level comes from RUST_LOG.
     #[arg(long, env = "ORRERY_LOG_FORMAT", value_enum, default_value_t)]

@@ -18,7 +18,12 @@ use crate::errors::CliError;
 pub async fn run(args: DevArgs) -> Result<String, CliError> {
     let temporary = match &args.data_dir {
         Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("orrery-dev-").tempdir().map_err(CliError::Output)?),
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("orrery-dev-")
+                .tempdir()
+                .map_err(CliError::Output)?,
+        ),
     };
     let root: PathBuf = match (&args.data_dir, &temporary) {
         (Some(dir), _) => dir.clone(),
@@ -26,7 +31,12 @@ pub async fn run(args: DevArgs) -> Result<String, CliError> {
         (None, None) => unreachable!("a temporary directory is made when none is given"),
     };
     let members: BTreeMap<u64, String> = (1..=u64::from(args.nodes))
-        .map(|id| (id, format!("{}:{}", args.host, args.base_port + (id - 1) as u16)))
+        .map(|id| {
+            (
+                id,
+                format!("{}:{}", args.host, args.base_port + (id - 1) as u16),
+            )
+        })
         .collect();
 
     let shutdown = CancellationToken::new();

@@ -12,10 +12,18 @@ use crate::errors::CliError;
 
 /// The node's settings from its arguments.
 pub fn node_config(args: &NodeArgs) -> NodeConfig {
-    let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.clone());
+    let advertise = args
+        .advertise
+        .clone()
+        .unwrap_or_else(|| args.listen.clone());
     let mut config = NodeConfig::new(args.id, advertise, &args.data_dir);
     config.bootstrap = if args.join.is_empty() {
-        Bootstrap::InitialCluster(args.initial_cluster.iter().cloned().collect::<BTreeMap<_, _>>())
+        Bootstrap::InitialCluster(
+            args.initial_cluster
+                .iter()
+                .cloned()
+                .collect::<BTreeMap<_, _>>(),
+        )
     } else {
         Bootstrap::Join(args.join.clone())
     };
@@ -26,10 +34,17 @@ pub fn node_config(args: &NodeArgs) -> NodeConfig {
 }
 
 /// Binds `listen` and starts a node with `config` that stops when `shutdown` is cancelled.
-pub async fn start(config: NodeConfig, listen: &str, shutdown: CancellationToken) -> Result<NodeHandle, CliError> {
+pub async fn start(
+    config: NodeConfig,
+    listen: &str,
+    shutdown: CancellationToken,
+) -> Result<NodeHandle, CliError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| CliError::Listen { addr: listen.to_string(), source })?;
+        .map_err(|source| CliError::Listen {
+            addr: listen.to_string(),
+            source,
+        })?;
     Ok(Node::start(config, listener, shutdown).await?)
 }
 
@@ -63,8 +78,13 @@ pub async fn stop_signal() {
 
 /// Parses one `ID=HOST:PORT` member of `--initial-cluster`.
 pub fn parse_member(text: &str) -> Result<(u64, String), String> {
-    let (id, addr) = text.split_once('=').ok_or_else(|| format!("{text:?} is not ID=HOST:PORT"))?;
-    let id = id.trim().parse::<u64>().map_err(|_| format!("{id:?} is not a node id"))?;
+    let (id, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not ID=HOST:PORT"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{id:?} is not a node id"))?;
     if id == 0 {
         return Err("node ids start at 1".to_string());
     }
@@ -79,7 +99,10 @@ mod tests {
     /// Steps: parse a good member and three bad ones.
     #[test]
     fn parses_members() {
-        assert_eq!(parse_member("2=127.0.0.1:7401"), Ok((2, "127.0.0.1:7401".to_string())));
+        assert_eq!(
+            parse_member("2=127.0.0.1:7401"),
+            Ok((2, "127.0.0.1:7401".to_string()))
+        );
         assert!(parse_member("127.0.0.1:7401").is_err());
         assert!(parse_member("x=a:1").is_err());
         assert!(parse_member("0=a:1").is_err());

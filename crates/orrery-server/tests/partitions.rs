@@ -34,7 +34,8 @@ async fn minority_cannot_commit_and_converges_when_healed() {
 
     let minority = cluster
         .client_of(old_leader)
-        .with_call_timeout(Duration::from_millis(1500));
+        .with_call_timeout(Duration::from_millis(1500))
+        .with_patience(Duration::ZERO);
     let write = minority.reserve("minority", "g", None).await;
     assert!(
         write.is_err(),

@@ -268,6 +268,8 @@ impl Node {
                         let _ = handle.wait().await;
                         return Err(e);
                     }
+                } else {
+                    tokio::spawn(finish_promotion(core.clone(), shutdown.clone()));
                 }
             }
         }
@@ -415,6 +417,40 @@ async fn join(
     }
 }
 
+/// A joining node that stopped after it was added but before it was promoted asks for its
+/// promotion again once it knows a leader; a voter, or a node no longer in the
+/// membership, does nothing.
+async fn finish_promotion(core: Arc<NodeCore>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let learner = {
+            let metrics = core.raft.metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            m.current_leader.is_some().then(|| {
+                membership.get_node(&core.id).is_some()
+                    && !membership.voter_ids().any(|v| v == core.id)
+            })
+        };
+        match learner {
+            Some(false) => return,
+            Some(true) => match core
+                .leader_call(crate::leader::LeaderOp::Promote { node_id: core.id })
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(error = %e, "promotion not done yet"),
+            },
+            None => {}
+        }
+        let mut metrics = core.raft.metrics();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
 /// Proposes the configured reserved prefixes once the new cluster has a leader.
 async fn propose_reserved_prefixes(
     core: Arc<NodeCore>,
@@ -491,4 +527,22 @@ async fn run(core: Arc<NodeCore>, store: Store, server: ServeFuture) -> Result<(
     drop(store);
     tracing::info!(id, "node stopped");
     served.map_err(NodeError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cluster id depends on the members only, not on the order they were given in.
+    /// Steps: derive from two maps built in different orders; derive from a map with one
+    /// address changed.
+    #[test]
+    fn cluster_id_is_deterministic() {
+        let a = BTreeMap::from([(1, "a:1".to_string()), (2, "b:1".to_string())]);
+        let b = BTreeMap::from([(2, "b:1".to_string()), (1, "a:1".to_string())]);
+        assert_eq!(derive_cluster_id(&a), derive_cluster_id(&b));
+        assert_eq!(derive_cluster_id(&a).len(), 32);
+        let c = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".to_string())]);
+        assert_ne!(derive_cluster_id(&a), derive_cluster_id(&c));
+    }
 }

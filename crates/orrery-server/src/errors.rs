@@ -222,13 +222,17 @@ impl PeerError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             PeerError::Blocked { .. } | PeerError::BadAddress { .. } => true,
+            // A status with a source failed in the transport (connection refused or reset,
+            // GOAWAY from a peer shutting down): the peer did not answer.
             PeerError::Status(s) => {
-                matches!(
-                    s.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::Cancelled
-                        | tonic::Code::DeadlineExceeded
-                ) || self.is_cluster_mismatch()
+                std::error::Error::source(s).is_some()
+                    || matches!(
+                        s.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::Cancelled
+                            | tonic::Code::DeadlineExceeded
+                    )
+                    || self.is_cluster_mismatch()
             }
             PeerError::Codec(_) => false,
         }

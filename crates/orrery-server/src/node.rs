@@ -226,55 +226,68 @@ impl Node {
             started: Instant::now(),
         });
 
-        let server = serve(core.clone(), listener, shutdown.clone());
+        // The node stops on the caller's token, or on its own when bootstrapping fails.
+        let stop = shutdown.child_token();
+        let server = serve(core.clone(), listener, stop.clone());
         let task = tokio::spawn(run(core.clone(), store, server));
         let handle = NodeHandle {
             core: core.clone(),
             local_addr,
             task,
         };
-
-        let initialized = core
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
-        match &config.bootstrap {
-            Bootstrap::InitialCluster(members) => {
-                let lowest = members.keys().next().copied();
-                if !initialized && fresh && lowest == Some(config.id) {
-                    let nodes: BTreeMap<NodeId, NodeAddr> = members
-                        .iter()
-                        .map(|(id, addr)| (*id, NodeAddr { addr: addr.clone() }))
-                        .collect();
-                    core.raft
-                        .initialize(nodes)
-                        .await
-                        .map_err(|e| NodeError::Raft(e.to_string()))?;
-                    tracing::info!(id = config.id, "initialized the cluster");
-                    if !config.reserved_prefixes.is_empty() {
-                        tokio::spawn(propose_reserved_prefixes(
-                            core.clone(),
-                            config.reserved_prefixes.clone(),
-                            shutdown.clone(),
-                        ));
-                    }
-                }
-            }
-            Bootstrap::Join(endpoints) => {
-                if !initialized {
-                    if let Err(e) = join(&core, endpoints, &shutdown).await {
-                        shutdown.cancel();
-                        let _ = handle.wait().await;
-                        return Err(e);
-                    }
-                } else {
-                    tokio::spawn(finish_promotion(core.clone(), shutdown.clone()));
-                }
-            }
+        if let Err(e) = bootstrap(&core, &config, fresh, &stop).await {
+            stop.cancel();
+            let _ = handle.wait().await;
+            return Err(e);
         }
         Ok(handle)
     }
+}
+
+/// Initializes a new cluster (lowest first voter, fresh store) or joins a running one;
+/// does nothing for a node that already has Raft state, except finishing a promotion.
+async fn bootstrap(
+    core: &Arc<NodeCore>,
+    config: &NodeConfig,
+    fresh: bool,
+    stop: &CancellationToken,
+) -> Result<(), NodeError> {
+    let initialized = core
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    match &config.bootstrap {
+        Bootstrap::InitialCluster(members) => {
+            let lowest = members.keys().next().copied();
+            if !initialized && fresh && lowest == Some(config.id) {
+                let nodes: BTreeMap<NodeId, NodeAddr> = members
+                    .iter()
+                    .map(|(id, addr)| (*id, NodeAddr { addr: addr.clone() }))
+                    .collect();
+                core.raft
+                    .initialize(nodes)
+                    .await
+                    .map_err(|e| NodeError::Raft(e.to_string()))?;
+                tracing::info!(id = config.id, "initialized the cluster");
+                if !config.reserved_prefixes.is_empty() {
+                    tokio::spawn(propose_reserved_prefixes(
+                        core.clone(),
+                        config.reserved_prefixes.clone(),
+                        stop.clone(),
+                    ));
+                }
+            }
+        }
+        Bootstrap::Join(endpoints) => {
+            if initialized {
+                tokio::spawn(finish_promotion(core.clone(), stop.clone()));
+            } else {
+                join(core, endpoints, stop).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the store, waiting a little while a previous instance on the same directory is

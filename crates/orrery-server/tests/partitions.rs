@@ -60,9 +60,8 @@ async fn minority_cannot_commit_and_converges_when_healed() {
     }
 
     cluster.filter().unblock_all();
-    let leader = cluster.leader().await;
-    let last = cluster.metrics(leader).last_applied.unwrap().index;
-    cluster.wait_applied(&cluster.ids(), last).await;
+    cluster.leader().await;
+    cluster.wait_caught_up(&cluster.ids()).await;
     let healed = cluster.client_of(old_leader);
     for i in 0..5 {
         healed
@@ -83,7 +82,7 @@ async fn minority_cannot_commit_and_converges_when_healed() {
 /// An isolated follower serves stale reads and says how stale they are, refuses
 /// linearizable ones, and catches up when healed; a slow link does not stop the cluster.
 /// Steps: start 3 nodes; reserve `early`; delay the leader's messages to one follower by
-/// 20 ms (below openraft's per-RPC timeout, the heartbeat interval) and reserve `slow`
+/// 10 ms (below openraft's per-RPC timeout, the heartbeat interval) and reserve `slow`
 /// (commits through the other follower); wait until F, the delayed follower, applied it;
 /// isolate F; wait until F runs for election (so at least one election timeout passed
 /// since it heard from the leader); read `slow` stale from F: found, `stale`, and
@@ -102,10 +101,9 @@ async fn isolated_follower_reports_staleness() {
 
     cluster
         .filter()
-        .delay(leader, follower, Duration::from_millis(20));
+        .delay(leader, follower, Duration::from_millis(10));
     client.reserve("slow", "g", None).await.unwrap();
-    let last = cluster.metrics(leader).last_applied.unwrap().index;
-    cluster.wait_applied(&[follower], last).await;
+    cluster.wait_caught_up(&[follower]).await;
 
     cluster.filter().isolate(follower);
     cluster
@@ -138,9 +136,8 @@ async fn isolated_follower_reports_staleness() {
     rest.reserve("late", "g", None).await.unwrap();
     cluster.filter().unblock_all();
     cluster.filter().delay(leader, follower, Duration::ZERO);
-    let leader = cluster.leader().await;
-    let last = cluster.metrics(leader).last_applied.unwrap().index;
-    cluster.wait_applied(&[follower], last).await;
+    cluster.leader().await;
+    cluster.wait_caught_up(&[follower]).await;
     cluster
         .client_of(follower)
         .get("late", LINEARIZABLE)

@@ -84,9 +84,12 @@ pub enum ApiError {
     /// The node, namespace or other named thing does not exist.
     #[error("not found: {0}")]
     NotFound(String),
-    /// A request field is malformed.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    /// An address is not `host:port`.
+    #[error("invalid endpoint: {0}")]
+    InvalidEndpoint(String),
+    /// A field is longer or larger than allowed.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
     /// The cluster is not in a state that allows the request (e.g. a learner that has not
     /// caught up, a membership change already in progress).
     #[error("failed precondition: {0}")]
@@ -135,7 +138,8 @@ impl ApiError {
             ApiError::NoQuorum(_) | ApiError::NotLeader { .. } => (C::Unavailable, E::NoQuorum),
             ApiError::Timeout(_) => (C::DeadlineExceeded, E::Timeout),
             ApiError::NotFound(_) => (C::NotFound, E::NotFound),
-            ApiError::InvalidArgument(_) => (C::InvalidArgument, E::InvalidName),
+            ApiError::InvalidEndpoint(_) => (C::InvalidArgument, E::InvalidEndpoint),
+            ApiError::LimitExceeded(_) => (C::InvalidArgument, E::LimitExceeded),
             ApiError::FailedPrecondition(_) => (C::FailedPrecondition, E::Unspecified),
             ApiError::ClusterMismatch { .. } => (C::FailedPrecondition, E::ClusterMismatch),
             ApiError::ShuttingDown => (C::Unavailable, E::Unavailable),
@@ -218,13 +222,17 @@ impl PeerError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             PeerError::Blocked { .. } | PeerError::BadAddress { .. } => true,
+            // A status with a source failed in the transport (connection refused or reset,
+            // GOAWAY from a peer shutting down): the peer did not answer.
             PeerError::Status(s) => {
-                matches!(
-                    s.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::Cancelled
-                        | tonic::Code::DeadlineExceeded
-                ) || self.is_cluster_mismatch()
+                std::error::Error::source(s).is_some()
+                    || matches!(
+                        s.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::Cancelled
+                            | tonic::Code::DeadlineExceeded
+                    )
+                    || self.is_cluster_mismatch()
             }
             PeerError::Codec(_) => false,
         }

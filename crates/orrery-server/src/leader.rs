@@ -158,8 +158,13 @@ impl NodeCore {
                 })
             }
             LeaderOp::AddLearner { node_id, addr } => {
-                if addr.is_empty() {
-                    return Err(ApiError::InvalidArgument("empty learner address".into()));
+                if addr
+                    .rsplit_once(':')
+                    .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+                {
+                    return Err(ApiError::InvalidEndpoint(format!(
+                        "learner address {addr:?} is not host:port"
+                    )));
                 }
                 let metrics = self.metrics();
                 let membership = metrics.membership_config.membership();

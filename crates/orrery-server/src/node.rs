@@ -226,53 +226,68 @@ impl Node {
             started: Instant::now(),
         });
 
-        let server = serve(core.clone(), listener, shutdown.clone());
+        // The node stops on the caller's token, or on its own when bootstrapping fails.
+        let stop = shutdown.child_token();
+        let server = serve(core.clone(), listener, stop.clone());
         let task = tokio::spawn(run(core.clone(), store, server));
         let handle = NodeHandle {
             core: core.clone(),
             local_addr,
             task,
         };
-
-        let initialized = core
-            .raft
-            .is_initialized()
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
-        match &config.bootstrap {
-            Bootstrap::InitialCluster(members) => {
-                let lowest = members.keys().next().copied();
-                if !initialized && fresh && lowest == Some(config.id) {
-                    let nodes: BTreeMap<NodeId, NodeAddr> = members
-                        .iter()
-                        .map(|(id, addr)| (*id, NodeAddr { addr: addr.clone() }))
-                        .collect();
-                    core.raft
-                        .initialize(nodes)
-                        .await
-                        .map_err(|e| NodeError::Raft(e.to_string()))?;
-                    tracing::info!(id = config.id, "initialized the cluster");
-                    if !config.reserved_prefixes.is_empty() {
-                        tokio::spawn(propose_reserved_prefixes(
-                            core.clone(),
-                            config.reserved_prefixes.clone(),
-                            shutdown.clone(),
-                        ));
-                    }
-                }
-            }
-            Bootstrap::Join(endpoints) => {
-                if !initialized {
-                    if let Err(e) = join(&core, endpoints, &shutdown).await {
-                        shutdown.cancel();
-                        let _ = handle.wait().await;
-                        return Err(e);
-                    }
-                }
-            }
+        if let Err(e) = bootstrap(&core, &config, fresh, &stop).await {
+            stop.cancel();
+            let _ = handle.wait().await;
+            return Err(e);
         }
         Ok(handle)
     }
+}
+
+/// Initializes a new cluster (lowest first voter, fresh store) or joins a running one;
+/// does nothing for a node that already has Raft state, except finishing a promotion.
+async fn bootstrap(
+    core: &Arc<NodeCore>,
+    config: &NodeConfig,
+    fresh: bool,
+    stop: &CancellationToken,
+) -> Result<(), NodeError> {
+    let initialized = core
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    match &config.bootstrap {
+        Bootstrap::InitialCluster(members) => {
+            let lowest = members.keys().next().copied();
+            if !initialized && fresh && lowest == Some(config.id) {
+                let nodes: BTreeMap<NodeId, NodeAddr> = members
+                    .iter()
+                    .map(|(id, addr)| (*id, NodeAddr { addr: addr.clone() }))
+                    .collect();
+                core.raft
+                    .initialize(nodes)
+                    .await
+                    .map_err(|e| NodeError::Raft(e.to_string()))?;
+                tracing::info!(id = config.id, "initialized the cluster");
+                if !config.reserved_prefixes.is_empty() {
+                    tokio::spawn(propose_reserved_prefixes(
+                        core.clone(),
+                        config.reserved_prefixes.clone(),
+                        stop.clone(),
+                    ));
+                }
+            }
+        }
+        Bootstrap::Join(endpoints) => {
+            if initialized {
+                tokio::spawn(finish_promotion(core.clone(), stop.clone()));
+            } else {
+                join(core, endpoints, stop).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the store, waiting a little while a previous instance on the same directory is
@@ -415,6 +430,40 @@ async fn join(
     }
 }
 
+/// A joining node that stopped after it was added but before it was promoted asks for its
+/// promotion again once it knows a leader; a voter, or a node no longer in the
+/// membership, does nothing.
+async fn finish_promotion(core: Arc<NodeCore>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let learner = {
+            let metrics = core.raft.metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            m.current_leader.is_some().then(|| {
+                membership.get_node(&core.id).is_some()
+                    && !membership.voter_ids().any(|v| v == core.id)
+            })
+        };
+        match learner {
+            Some(false) => return,
+            Some(true) => match core
+                .leader_call(crate::leader::LeaderOp::Promote { node_id: core.id })
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(error = %e, "promotion not done yet"),
+            },
+            None => {}
+        }
+        let mut metrics = core.raft.metrics();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
 /// Proposes the configured reserved prefixes once the new cluster has a leader.
 async fn propose_reserved_prefixes(
     core: Arc<NodeCore>,
@@ -491,4 +540,22 @@ async fn run(core: Arc<NodeCore>, store: Store, server: ServeFuture) -> Result<(
     drop(store);
     tracing::info!(id, "node stopped");
     served.map_err(NodeError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cluster id depends on the members only, not on the order they were given in.
+    /// Steps: derive from two maps built in different orders; derive from a map with one
+    /// address changed.
+    #[test]
+    fn cluster_id_is_deterministic() {
+        let a = BTreeMap::from([(1, "a:1".to_string()), (2, "b:1".to_string())]);
+        let b = BTreeMap::from([(2, "b:1".to_string()), (1, "a:1".to_string())]);
+        assert_eq!(derive_cluster_id(&a), derive_cluster_id(&b));
+        assert_eq!(derive_cluster_id(&a).len(), 32);
+        let c = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".to_string())]);
+        assert_ne!(derive_cluster_id(&a), derive_cluster_id(&c));
+    }
 }

@@ -34,8 +34,7 @@ async fn restarted_node_catches_up_by_log() {
     cluster.kill(follower).await;
     reserve_many(&cluster, "log", 20).await;
     cluster.restart(follower).await;
-    let last = cluster.metrics(leader).last_applied.unwrap().index;
-    cluster.wait_applied(&[follower], last).await;
+    cluster.wait_caught_up(&[follower]).await;
     let client = cluster.client_of(follower);
     for i in 0..20 {
         let got = client
@@ -78,8 +77,7 @@ async fn restarted_node_catches_up_by_snapshot() {
         })
         .await;
     cluster.restart(follower).await;
-    let last = cluster.metrics(leader).last_applied.unwrap().index;
-    cluster.wait_applied(&[follower], last).await;
+    cluster.wait_caught_up(&[follower]).await;
     let metrics = cluster.metrics(follower);
     assert!(
         metrics.snapshot.is_some(),

@@ -159,3 +159,57 @@ async fn whole_cluster_restart_keeps_state() {
     assert!(after.last_log_index >= before.last_log_index);
     assert_eq!(got.header.unwrap().revision, 1);
 }
+
+/// `Snapshot` builds a snapshot on the answering node; bad membership requests get typed
+/// errors; unserved RPCs answer UNIMPLEMENTED.
+/// Steps: start 1 node; reserve 3 namespaces; call Snapshot: its last included index covers
+/// the applied log and the snapshot metric says so; AddLearner with address `nowhere`
+/// (INVALID_ENDPOINT); Promote node 9, not a member (NOT_FOUND); TransferLeader
+/// (UNIMPLEMENTED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_and_admin_errors() {
+    let cluster = TestCluster::start(&[1]).await;
+    let client = cluster.client_of(1);
+    for i in 0..3 {
+        client.reserve(&format!("s{i}"), "g", None).await.unwrap();
+    }
+    let applied = cluster.metrics(1).last_applied.unwrap().index;
+    let snapshot = client
+        .call(|mut c| async move { c.snapshot(pb::SnapshotRequest {}).await })
+        .await
+        .unwrap();
+    assert!(snapshot.last_included_index >= applied);
+    assert_eq!(
+        cluster.metrics(1).snapshot.map(|l| l.index),
+        Some(snapshot.last_included_index)
+    );
+
+    let bad = client
+        .call(|mut c| async move {
+            c.add_learner(pb::AddLearnerRequest {
+                node_id: 9,
+                addr: "nowhere".into(),
+            })
+            .await
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        error_detail(&bad).unwrap().code,
+        pb::ErrorCode::InvalidEndpoint as i32
+    );
+    let missing = client
+        .call(|mut c| async move { c.promote(pb::PromoteRequest { node_id: 9 }).await })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let transfer = client
+        .call(|mut c| async move {
+            c.transfer_leader(pb::TransferLeaderRequest { to_node_id: 1 })
+                .await
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(transfer.code(), tonic::Code::Unimplemented);
+}

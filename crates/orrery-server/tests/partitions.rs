@@ -34,7 +34,8 @@ async fn minority_cannot_commit_and_converges_when_healed() {
 
     let minority = cluster
         .client_of(old_leader)
-        .with_call_timeout(Duration::from_millis(1500));
+        .with_call_timeout(Duration::from_millis(1500))
+        .with_patience(Duration::ZERO);
     let write = minority.reserve("minority", "g", None).await;
     assert!(
         write.is_err(),
@@ -59,9 +60,8 @@ async fn minority_cannot_commit_and_converges_when_healed() {
     }
 
     cluster.filter().unblock_all();
-    let leader = cluster.leader().await;
-    let last = cluster.metrics(leader).last_applied.unwrap().index;
-    cluster.wait_applied(&cluster.ids(), last).await;
+    cluster.leader().await;
+    cluster.wait_caught_up(&cluster.ids()).await;
     let healed = cluster.client_of(old_leader);
     for i in 0..5 {
         healed
@@ -77,6 +77,72 @@ async fn minority_cannot_commit_and_converges_when_healed() {
             .unwrap_err();
         assert_eq!(missing.code(), tonic::Code::NotFound, "node {id}");
     }
+}
+
+/// An isolated follower serves stale reads and says how stale they are, refuses
+/// linearizable ones, and catches up when healed; a slow link does not stop the cluster.
+/// Steps: start 3 nodes; reserve `early`; delay the leader's messages to one follower by
+/// 10 ms (below openraft's per-RPC timeout, the heartbeat interval) and reserve `slow`
+/// (commits through the other follower); wait until F, the delayed follower, applied it;
+/// isolate F; wait until F runs for election (so at least one election timeout passed
+/// since it heard from the leader); read `slow` stale from F: found, `stale`, and
+/// `stale_by_ms` >= the minimum election timeout; a linearizable read on F fails;
+/// reserve `late` through the others; heal; wait until F applied the leader's last index;
+/// read `late` linearizably from F.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_follower_reports_staleness() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let client = cluster.client();
+    client.reserve("early", "g", None).await.unwrap();
+    let leader = cluster.leader().await;
+    let ids = cluster.ids();
+    let follower = *ids.iter().find(|id| **id != leader).unwrap();
+    let others: Vec<u64> = ids.iter().copied().filter(|id| *id != follower).collect();
+
+    cluster
+        .filter()
+        .delay(leader, follower, Duration::from_millis(10));
+    client.reserve("slow", "g", None).await.unwrap();
+    cluster.wait_caught_up(&[follower]).await;
+
+    cluster.filter().isolate(follower);
+    cluster
+        .wait_for(
+            &[follower],
+            "the isolated follower to run for election",
+            |m| (m[0].state == openraft::ServerState::Candidate).then_some(()),
+        )
+        .await;
+    let on_follower = cluster
+        .client_of(follower)
+        .with_call_timeout(Duration::from_millis(1500))
+        .with_patience(Duration::ZERO);
+    let stale = on_follower
+        .get("slow", pb::ReadConsistency::Stale)
+        .await
+        .unwrap();
+    let header = stale.header.unwrap();
+    assert!(header.stale);
+    assert!(
+        header.stale_by_ms >= orrery_server::RaftTuning::default().election_timeout_min_ms,
+        "stale_by_ms {} too small",
+        header.stale_by_ms
+    );
+    assert!(on_follower.get("early", LINEARIZABLE).await.is_err());
+
+    let rest = orrery_test_harness::ClusterClient::new(
+        others.iter().map(|id| cluster.addr(*id)).collect(),
+    );
+    rest.reserve("late", "g", None).await.unwrap();
+    cluster.filter().unblock_all();
+    cluster.filter().delay(leader, follower, Duration::ZERO);
+    cluster.leader().await;
+    cluster.wait_caught_up(&[follower]).await;
+    cluster
+        .client_of(follower)
+        .get("late", LINEARIZABLE)
+        .await
+        .unwrap();
 }
 
 /// Linearizable reads never go back in time, across a leader change, from any node.

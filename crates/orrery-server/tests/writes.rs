@@ -129,8 +129,7 @@ async fn leader_failure_loses_no_acknowledged_write() {
     }
 
     cluster.restart(old_leader).await;
-    let applied = cluster.metrics(new_leader).last_applied.unwrap().index;
-    cluster.wait_applied(&[old_leader], applied).await;
+    cluster.wait_caught_up(&[old_leader]).await;
     let old = cluster.client_of(old_leader);
     for ns in acked.keys() {
         let got = old.get(ns, pb::ReadConsistency::Stale).await.unwrap();

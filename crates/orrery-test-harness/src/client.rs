@@ -54,11 +54,11 @@ impl ClusterClient {
         }
     }
 
-    /// A client bound to one node: one attempt per call, no failover.
+    /// A client bound to one node: it retries retryable failures on that node (for the
+    /// default patience) but never moves to another node or follows a hint.
     pub fn pinned(endpoint: String) -> Self {
         Self {
             follow: false,
-            patience: Duration::ZERO,
             ..Self::new(vec![endpoint])
         }
     }
@@ -110,8 +110,12 @@ impl ClusterClient {
                 status.code(),
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
             ));
-            if !self.follow || !retryable || Instant::now() >= deadline {
+            if !retryable || Instant::now() >= deadline {
                 return Err(status);
+            }
+            if !self.follow {
+                tokio::time::sleep(BACKOFF).await;
+                continue;
             }
             let hint = detail
                 .map(|d| d.leader_addr)

@@ -238,6 +238,18 @@ impl TestCluster {
         .await
     }
 
+    /// Waits until every node of `ids` applied everything any running node has applied
+    /// now.
+    pub async fn wait_caught_up(&self, ids: &[u64]) {
+        let index = self
+            .running_ids()
+            .into_iter()
+            .filter_map(|id| self.metrics(id).last_applied.map(|l| l.index))
+            .max()
+            .unwrap_or(0);
+        self.wait_applied(ids, index).await;
+    }
+
     /// Waits, on metrics changes, until `check` over the metrics of `ids` answers `Some`.
     pub async fn wait_for<T>(
         &self,

@@ -1,0 +1,135 @@
+//! `ClusterAdmin`: status, membership, snapshots ([`cluster`]) and operator namespace
+//! reservations ([`namespaces`]).
+//!
+//! Writes and membership changes run on the leader through `NodeCore::leader_call`
+//! (forwarded when this node does not lead). Namespace reads are linearizable unless the
+//! request asks for a stale read. `Status` answers from this node's own view without asking
+//! the leader, so it works during an outage. Each handler returns an [`ApiError`]; this
+//! module turns it into the gRPC status, with the leader hint.
+
+mod cluster;
+mod namespaces;
+
+use std::sync::Arc;
+
+use orrery_proto::pb;
+use orrery_proto::pb::cluster_admin_server::ClusterAdmin;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::errors::to_status;
+use crate::errors::ApiError;
+use crate::leader::LeaderOp;
+use crate::node::NodeCore;
+
+/// The `ClusterAdmin` implementation.
+pub(crate) struct AdminService {
+    core: Arc<NodeCore>,
+}
+
+impl AdminService {
+    pub(crate) fn new(core: Arc<NodeCore>) -> Self {
+        Self { core }
+    }
+
+    fn answer<T>(&self, result: Result<T, ApiError>) -> Result<Response<T>, Status> {
+        result
+            .map(Response::new)
+            .map_err(|e| to_status(&e, &self.core.leader_hint()))
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterAdmin for AdminService {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.answer(self.cluster_status().await)
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let r = request.into_inner();
+        let op = LeaderOp::AddLearner {
+            node_id: r.node_id,
+            addr: r.addr,
+        };
+        self.answer(self.membership_change(op).await)
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::PromoteRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let node_id = request.into_inner().node_id;
+        self.answer(self.membership_change(LeaderOp::Promote { node_id }).await)
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let node_id = request.into_inner().node_id;
+        self.answer(
+            self.membership_change(LeaderOp::RemoveNode { node_id })
+                .await,
+        )
+    }
+
+    async fn transfer_leader(
+        &self,
+        _request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        self.answer(Err(ApiError::Unimplemented(
+            "leadership transfer needs a newer openraft than 0.9".into(),
+        )))
+    }
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        self.answer(self.build_snapshot().await)
+    }
+
+    async fn reserve_namespace(
+        &self,
+        request: Request<pb::ReserveNamespaceRequest>,
+    ) -> Result<Response<pb::NamespaceResponse>, Status> {
+        self.answer(self.reserve(request.into_inner()).await)
+    }
+
+    async fn release_namespace(
+        &self,
+        request: Request<pb::ReleaseNamespaceRequest>,
+    ) -> Result<Response<pb::NamespaceResponse>, Status> {
+        self.answer(self.release(request.into_inner()).await)
+    }
+
+    async fn list_namespaces(
+        &self,
+        request: Request<pb::ListNamespacesRequest>,
+    ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
+        self.answer(self.list(request.into_inner()).await)
+    }
+
+    async fn get_namespace(
+        &self,
+        request: Request<pb::GetNamespaceRequest>,
+    ) -> Result<Response<pb::NamespaceResponse>, Status> {
+        self.answer(self.get(request.into_inner()).await)
+    }
+
+    async fn drain_provider(
+        &self,
+        _request: Request<pb::DrainProviderRequest>,
+    ) -> Result<Response<pb::DrainProviderResponse>, Status> {
+        self.answer(Err(ApiError::Unimplemented(
+            "draining providers is not served yet".into(),
+        )))
+    }
+}

@@ -1,0 +1,151 @@
+//! Operator namespace reservations: `ReserveNamespace` and `ReleaseNamespace` (written on
+//! the leader), `GetNamespace` and `ListNamespaces` (linearizable or stale).
+
+use orrery_proto::pb;
+use orrery_store::NamespaceRecord;
+use orrery_types::cmd::ClientRequestId;
+use orrery_types::cmd::Cmd;
+use orrery_types::cmd::CmdOutcome;
+
+use super::AdminService;
+use crate::errors::ApiError;
+use crate::leader::LeaderOp;
+use crate::leader::LeaderReply;
+use crate::service::header::internal;
+use crate::service::header::namespace_info;
+
+/// The longest client id a request id may carry.
+const MAX_CLIENT_ID_LEN: usize = 128;
+
+impl AdminService {
+    /// Runs `cmd` on the leader and returns its outcome; a rejection becomes an error.
+    async fn write(
+        &self,
+        request_id: Option<pb::RequestId>,
+        cmd: Cmd,
+    ) -> Result<CmdOutcome, ApiError> {
+        let request_id = match request_id {
+            Some(id) if !id.client_id.is_empty() => {
+                if id.client_id.len() > MAX_CLIENT_ID_LEN {
+                    return Err(ApiError::LimitExceeded(format!(
+                        "request_id.client_id is longer than {MAX_CLIENT_ID_LEN} characters"
+                    )));
+                }
+                Some(ClientRequestId {
+                    client_id: id.client_id,
+                    serial: id.serial,
+                })
+            }
+            _ => None,
+        };
+        let request = self.core.new_request(request_id, cmd);
+        match self.core.leader_call(LeaderOp::Write(request)).await? {
+            LeaderReply::Written { outcome, .. } => match outcome {
+                CmdOutcome::Rejected(rejection) => Err(ApiError::Rejected(rejection)),
+                outcome => Ok(outcome),
+            },
+            other => Err(internal(format!("a write was answered with {other:?}"))),
+        }
+    }
+
+    /// Makes the local replica fit for a read of the asked consistency; true when stale.
+    async fn prepare_read(&self, consistency: i32) -> Result<bool, ApiError> {
+        if consistency == pb::ReadConsistency::Stale as i32 {
+            return Ok(true);
+        }
+        self.core.read_barrier().await?;
+        Ok(false)
+    }
+
+    pub(super) async fn reserve(
+        &self,
+        r: pb::ReserveNamespaceRequest,
+    ) -> Result<pb::NamespaceResponse, ApiError> {
+        let cmd = Cmd::ReserveNamespace {
+            namespace: r.namespace.clone(),
+            group: r.group_id.clone(),
+        };
+        let (revision, changed) = match self.write(r.request_id, cmd).await? {
+            CmdOutcome::Reserved { revision } => (revision, true),
+            CmdOutcome::AlreadyReserved { revision } => (revision, false),
+            other => return Err(internal(format!("reserve answered {other:?}"))),
+        };
+        let record = NamespaceRecord {
+            owner_group: r.group_id,
+            reserved_at: revision,
+        };
+        Ok(pb::NamespaceResponse {
+            header: Some(self.core.header(Some(revision), false)?),
+            namespace: Some(namespace_info(&r.namespace, &record)),
+            changed,
+        })
+    }
+
+    pub(super) async fn release(
+        &self,
+        r: pb::ReleaseNamespaceRequest,
+    ) -> Result<pb::NamespaceResponse, ApiError> {
+        // Best effort: the owner as this replica knows it, to show what was released.
+        let before = self.core.reader.get_namespace(&r.namespace).ok().flatten();
+        let cmd = Cmd::ReleaseNamespace {
+            namespace: r.namespace.clone(),
+        };
+        let revision = match self.write(r.request_id, cmd).await? {
+            CmdOutcome::Released { revision } => revision,
+            other => return Err(internal(format!("release answered {other:?}"))),
+        };
+        let mut info = match &before {
+            Some(record) => namespace_info(&r.namespace, record),
+            None => pb::NamespaceInfo {
+                namespace: r.namespace.clone(),
+                ..Default::default()
+            },
+        };
+        info.modified_revision = revision;
+        Ok(pb::NamespaceResponse {
+            header: Some(self.core.header(Some(revision), false)?),
+            namespace: Some(info),
+            changed: true,
+        })
+    }
+
+    pub(super) async fn list(
+        &self,
+        r: pb::ListNamespacesRequest,
+    ) -> Result<pb::ListNamespacesResponse, ApiError> {
+        let stale = self.prepare_read(r.consistency).await?;
+        let listing = self.core.reader.list_namespaces().await.map_err(internal)?;
+        let under = format!("{}.", r.prefix);
+        let namespaces = listing
+            .namespaces
+            .iter()
+            .filter(|(name, _)| {
+                r.prefix.is_empty() || *name == r.prefix || name.starts_with(&under)
+            })
+            .map(|(name, record)| namespace_info(name, record))
+            .collect();
+        Ok(pb::ListNamespacesResponse {
+            header: Some(self.core.header(Some(listing.revision), stale)?),
+            namespaces,
+        })
+    }
+
+    pub(super) async fn get(
+        &self,
+        r: pb::GetNamespaceRequest,
+    ) -> Result<pb::NamespaceResponse, ApiError> {
+        let stale = self.prepare_read(r.consistency).await?;
+        let header = self.core.header(None, stale)?;
+        let record = self
+            .core
+            .reader
+            .get_namespace(&r.namespace)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound(format!("namespace {:?}", r.namespace)))?;
+        Ok(pb::NamespaceResponse {
+            header: Some(header),
+            namespace: Some(namespace_info(&r.namespace, &record)),
+            changed: false,
+        })
+    }
+}

@@ -3,7 +3,9 @@
 //! system protoc is needed. Only the client is generated.
 
 fn main() -> std::io::Result<()> {
-    let proto_root = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
+    // Read at run time: a build script binary may be reused for another checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let proto_root = format!("{manifest_dir}/proto");
     println!("cargo:rerun-if-changed={proto_root}");
     let protoc = protoc_bin_vendored::protoc_bin_path().map_err(std::io::Error::other)?;
     // Build scripts are single-threaded; prost-build reads PROTOC from the environment.
@@ -12,6 +14,6 @@ fn main() -> std::io::Result<()> {
         .build_server(false)
         .compile_protos(
             &[format!("{proto_root}/etcd/kv.proto")],
-            &[proto_root.to_string()],
+            &[proto_root.clone()],
         )
 }

@@ -27,7 +27,9 @@ const TYPES_MESSAGES: [&str; 16] = [
 const SERVICE_FILES: [&str; 5] = ["common", "provider", "registry", "cluster", "raft"];
 
 fn main() -> std::io::Result<()> {
-    let proto_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
+    // Read at run time: a build script binary may be reused for another checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let proto_root = format!("{manifest_dir}/../../proto");
     println!("cargo:rerun-if-changed={proto_root}");
     let protoc = protoc_bin_vendored::protoc_bin_path().map_err(std::io::Error::other)?;
     // Build scripts are single-threaded; prost-build reads PROTOC from the environment.
@@ -46,5 +48,5 @@ fn main() -> std::io::Result<()> {
         .iter()
         .map(|f| format!("{proto_root}/orrery/v1/{f}.proto"))
         .collect();
-    builder.compile_protos(&files, &[proto_root.to_string()])
+    builder.compile_protos(&files, &[proto_root])
 }

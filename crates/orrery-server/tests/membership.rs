@@ -138,6 +138,40 @@ async fn add_a_node_and_remove_one() {
     assert_eq!(ids, [2, 3, 4]);
 }
 
+/// Leadership moves to the voter an operator names, through any node.
+/// Steps: start 3 nodes; find the leader; pick a follower as target and send
+/// `TransferLeader` to the third node (neither leader nor target), which passes it on;
+/// the answer names the target; every node's metrics agree the target leads; a write
+/// through the old leader still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_to_the_named_voter() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let target = (1..=3).find(|id| *id != leader).unwrap();
+    let relay = (1..=3).find(|id| *id != leader && *id != target).unwrap();
+    let moved = cluster
+        .client_of(relay)
+        .call(|mut c| async move {
+            c.transfer_leader(pb::TransferLeaderRequest { to_node_id: target })
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved.leader_id, target);
+    cluster
+        .wait_for(&[1, 2, 3], "every node follows the target", |all| {
+            all.iter()
+                .all(|m| m.current_leader == Some(target))
+                .then_some(())
+        })
+        .await;
+    cluster
+        .client_of(leader)
+        .reserve("moved", "g", None)
+        .await
+        .unwrap();
+}
+
 /// A node refuses a peer of another cluster.
 /// Steps: start two single-node clusters A and B (different cluster ids); send A a Raft
 /// `Vote` carrying B's cluster id; expect FAILED_PRECONDITION with CLUSTER_MISMATCH; the

@@ -161,11 +161,11 @@ async fn whole_cluster_restart_keeps_state() {
 }
 
 /// `Snapshot` builds a snapshot on the answering node; bad membership requests get typed
-/// errors; unserved RPCs answer UNIMPLEMENTED.
+/// errors.
 /// Steps: start 1 node; reserve 3 namespaces; call Snapshot: its last included index covers
 /// the applied log and the snapshot metric says so; AddLearner with address `nowhere`
-/// (INVALID_ENDPOINT); Promote node 9, not a member (NOT_FOUND); TransferLeader
-/// (UNIMPLEMENTED).
+/// (INVALID_ENDPOINT); Promote node 9, not a member (NOT_FOUND); TransferLeader to node 9
+/// (NOT_FOUND).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_and_admin_errors() {
     let cluster = TestCluster::start(&[1]).await;
@@ -206,10 +206,10 @@ async fn snapshot_and_admin_errors() {
     assert_eq!(missing.code(), tonic::Code::NotFound);
     let transfer = client
         .call(|mut c| async move {
-            c.transfer_leader(pb::TransferLeaderRequest { to_node_id: 1 })
+            c.transfer_leader(pb::TransferLeaderRequest { to_node_id: 9 })
                 .await
         })
         .await
         .unwrap_err();
-    assert_eq!(transfer.code(), tonic::Code::Unimplemented);
+    assert_eq!(transfer.code(), tonic::Code::NotFound);
 }

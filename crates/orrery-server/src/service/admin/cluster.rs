@@ -65,3 +65,49 @@ impl AdminService {
         })
     }
 }
+
+impl AdminService {
+    /// Makes this node, voter `target`, the leader: it starts an election
+    /// (openraft's `trigger().elect()`), which it wins when its log is at least
+    /// as up to date as a majority's, and answers once it leads. A node that
+    /// gets a transfer to another voter passes the request on to it.
+    pub(super) async fn take_leadership(
+        &self,
+        target: u64,
+    ) -> Result<pb::TransferLeaderResponse, ApiError> {
+        let metrics = self.core.metrics();
+        if !metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == target)
+        {
+            return Err(ApiError::NotFound(format!("node {target} is not a voter")));
+        }
+        if metrics.current_leader != Some(target) {
+            self.core
+                .raft
+                .trigger()
+                .elect()
+                .await
+                .map_err(|_| ApiError::ShuttingDown)?;
+            let patience = self.core.election_patience();
+            let mut watch = self.core.raft.metrics();
+            tokio::time::timeout(
+                patience,
+                watch.wait_for(|m| m.current_leader == Some(target)),
+            )
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "node {target} did not win an election within {patience:?}"
+                ))
+            })?
+            .map_err(|_| ApiError::ShuttingDown)?;
+        }
+        Ok(pb::TransferLeaderResponse {
+            header: Some(self.core.header(None, false)?),
+            leader_id: target,
+        })
+    }
+}

@@ -2,7 +2,7 @@
 //! reservations ([`namespaces`]).
 //!
 //! Writes and membership changes run on the leader through `NodeCore::leader_call`
-//! (forwarded when this node does not lead). Namespace reads are linearizable unless the
+//! (forwarded when this node does not lead); a leadership transfer runs on its target. Namespace reads are linearizable unless the
 //! request asks for a stale read. `Status` answers from this node's own view without asking
 //! the leader, so it works during an outage. Each handler returns an [`ApiError`]; this
 //! module turns it into the gRPC status, with the leader hint.
@@ -13,6 +13,7 @@ mod namespaces;
 use std::sync::Arc;
 
 use orrery_proto::pb;
+use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
 use orrery_proto::pb::cluster_admin_server::ClusterAdmin;
 use tonic::Request;
 use tonic::Response;
@@ -80,13 +81,29 @@ impl ClusterAdmin for AdminService {
         )
     }
 
+    /// Runs on the target voter itself: another node passes the request on
+    /// unchanged and returns the target's answer (or error) as it is.
     async fn transfer_leader(
         &self,
-        _request: Request<pb::TransferLeaderRequest>,
+        request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
-        self.answer(Err(ApiError::Unimplemented(
-            "leadership transfer needs a newer openraft than 0.9".into(),
-        )))
+        let target = request.into_inner().to_node_id;
+        if target == self.core.id {
+            return self.answer(self.take_leadership(target).await);
+        }
+        let Some(addr) = self.core.addr_of(target) else {
+            return self.answer(Err(ApiError::NotFound(format!(
+                "node {target} is not a member"
+            ))));
+        };
+        let channel = self
+            .core
+            .peers
+            .channel(&addr)
+            .map_err(|e| to_status(&ApiError::from(e), &self.core.leader_hint()))?;
+        ClusterAdminClient::new(channel)
+            .transfer_leader(pb::TransferLeaderRequest { to_node_id: target })
+            .await
     }
 
     async fn snapshot(

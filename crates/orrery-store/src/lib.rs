@@ -16,6 +16,7 @@
 mod apply;
 mod config;
 mod errors;
+mod flusher;
 #[cfg(test)]
 mod format_fixtures;
 mod header;

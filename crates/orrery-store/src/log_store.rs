@@ -1,6 +1,7 @@
 //! The Raft log and vote ([`LogStore`], [`LogReader`]). Durability rules:
 //! - `save_vote` returns only after the vote is flushed to disk;
-//! - `append` calls its `LogFlushed` callback only after the entries are flushed;
+//! - `append` calls its `LogFlushed` callback only after the entries are flushed; it
+//!   returns before that, and [`crate::flusher`] flushes queued appends together;
 //! - `truncate` flushes before returning, so removed entries cannot come back;
 //! - `purge` first flushes (so the state machine and snapshot covering the purged entries
 //!   are durable), then writes `last_purged`, then removes the entries.
@@ -18,6 +19,7 @@ use openraft::RaftLogReader;
 use openraft::StorageIOError;
 
 use crate::errors::StoreError;
+use crate::flusher::Flusher;
 use crate::key_space::batch_insert;
 use crate::key_space::Space;
 use crate::key_spaces::LastPurged;
@@ -55,6 +57,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
 /// and hand it to `openraft::Raft::new`; one Raft node uses exactly one.
 pub struct LogStore {
     db: sled::Db,
+    flusher: Flusher,
     reader: LogReader,
     vote: Space<SavedVote>,
     committed: Space<SavedCommitted>,
@@ -65,6 +68,7 @@ impl LogStore {
     pub(crate) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
         Ok(Self {
             db: db.clone(),
+            flusher: Flusher::start(db.clone()).map_err(sled::Error::Io)?,
             reader: LogReader {
                 logs: Space::open(db)?,
             },
@@ -162,16 +166,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| write_error(e.into()))?;
         }
         self.reader.logs.apply_batch(batch).map_err(write_error)?;
-        match self.db.flush_async().await {
-            Ok(_) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_error(e.into()).into())
-            }
-        }
+        self.flusher.when_durable(callback);
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

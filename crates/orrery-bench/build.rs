@@ -12,8 +12,5 @@ fn main() -> std::io::Result<()> {
     std::env::set_var("PROTOC", protoc);
     tonic_prost_build::configure()
         .build_server(false)
-        .compile_protos(
-            &[format!("{proto_root}/etcd/kv.proto")],
-            &[proto_root.clone()],
-        )
+        .compile_protos(&[format!("{proto_root}/etcd/kv.proto")], &[proto_root])
 }

@@ -40,8 +40,6 @@ use crate::network::Peers;
 use crate::service::admin::AdminService;
 use crate::service::raft::RaftRpcService;
 
-/// How long a node keeps retrying to open a store another instance is still closing.
-const STORE_OPEN_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a joining node keeps trying its join endpoints.
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -293,17 +291,11 @@ async fn bootstrap(
 /// Opens the store, waiting a little while a previous instance on the same directory is
 /// still closing it.
 async fn open_store(config: &NodeConfig) -> Result<Store, NodeError> {
-    let store_config = StoreConfig::new(config.data_dir.join("store"));
-    let deadline = Instant::now() + STORE_OPEN_PATIENCE;
-    loop {
-        match Store::open(&store_config) {
-            Ok(store) => return Ok(store),
-            Err(orrery_store::OpenError::Database { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // `Store::open` itself waits (bounded) for a lock a closing instance still holds; that
+    // only happens at start-up, so blocking this task for it is fine.
+    Ok(Store::open(&StoreConfig::new(
+        config.data_dir.join("store"),
+    ))?)
 }
 
 /// The cluster id of an initial cluster: hex of the SHA-256 of its sorted `id=addr` list.

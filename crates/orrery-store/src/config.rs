@@ -8,6 +8,9 @@ pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
 /// Default interval of sled's background flush: 500 ms.
 pub const DEFAULT_BACKGROUND_FLUSH_MS: u64 = 500;
 
+/// Default time to wait for the directory's lock: 5 s.
+pub const DEFAULT_LOCK_WAIT_MS: u64 = 5000;
+
 /// How to open a store. Build it with [`StoreConfig::new`] and change fields as needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -22,6 +25,12 @@ pub struct StoreConfig {
     /// applied state a crash can lose and have to re-apply from the log. Default
     /// `Some(`[`DEFAULT_BACKGROUND_FLUSH_MS`]`)`.
     pub background_flush_ms: Option<u64>,
+    /// How long `Store::open` waits for the directory's lock while another handle still
+    /// holds it (sled's background threads keep a closed database locked for a moment, so a
+    /// node restarted in the same process, or a process started just after the last one
+    /// exited, may find it held). A store held longer is refused. Default
+    /// [`DEFAULT_LOCK_WAIT_MS`] (5 s).
+    pub lock_wait_ms: u64,
 }
 
 impl StoreConfig {
@@ -31,6 +40,7 @@ impl StoreConfig {
             path: path.into(),
             cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             background_flush_ms: Some(DEFAULT_BACKGROUND_FLUSH_MS),
+            lock_wait_ms: DEFAULT_LOCK_WAIT_MS,
         }
     }
 }

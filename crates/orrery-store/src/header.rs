@@ -43,15 +43,10 @@ enum DirContents {
 pub(crate) fn open_db(config: &StoreConfig) -> Result<sled::Db, OpenError> {
     let path = config.path.as_path();
     let contents = inspect(path)?;
-    let db = sled::Config::new()
-        .path(path)
-        .cache_capacity(config.cache_capacity_bytes)
-        .flush_every_ms(config.background_flush_ms)
-        .open()
-        .map_err(|source| OpenError::Database {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let db = open_when_unlocked(config).map_err(|source| OpenError::Database {
+        path: path.to_path_buf(),
+        source,
+    })?;
     match contents {
         DirContents::Nothing => {
             write_header(&db)?;
@@ -63,6 +58,30 @@ pub(crate) fn open_db(config: &StoreConfig) -> Result<sled::Db, OpenError> {
         }
     }
     Ok(db)
+}
+
+/// Opens sled, waiting up to `config.lock_wait_ms` while the directory's lock is held.
+fn open_when_unlocked(config: &StoreConfig) -> Result<sled::Db, sled::Error> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(config.lock_wait_ms);
+    loop {
+        let opened = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity_bytes)
+            .flush_every_ms(config.background_flush_ms)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e)) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether sled (0.34.7, pinned) failed because another handle holds the directory's lock.
+fn is_lock_held(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
 }
 
 /// Classifies the directory without creating or changing anything in it.

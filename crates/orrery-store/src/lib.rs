@@ -33,6 +33,7 @@ mod type_config;
 pub use config::StoreConfig;
 pub use config::DEFAULT_BACKGROUND_FLUSH_MS;
 pub use config::DEFAULT_CACHE_CAPACITY_BYTES;
+pub use config::DEFAULT_LOCK_WAIT_MS;
 pub use errors::CodecError;
 pub use errors::OpenError;
 pub use errors::StoreError;

@@ -20,16 +20,34 @@ fn try_open(path: &Path) -> Result<Store, OpenError> {
     Store::open(&StoreConfig::new(path))
 }
 
+/// The store's sled database opened directly, to read or damage it. sled's background
+/// threads keep a just-closed database locked for a moment; there is no event for the
+/// release, so this retries the lock for up to 5 s (as `Store::open` does).
+fn raw_db(path: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("sled open"),
+        }
+    }
+}
+
 /// The header value under `key`, read with sled directly.
 fn raw_header(path: &Path, key: &str) -> Option<Vec<u8>> {
-    let db = sled::open(path).expect("sled open");
+    let db = raw_db(path);
     let meta = db.open_tree("meta").expect("meta tree");
     meta.get(key).expect("get").map(|v| v.to_vec())
 }
 
 /// Overwrites the header value under `key` with sled directly.
 fn set_raw_header(path: &Path, key: &str, value: Vec<u8>) {
-    let db = sled::open(path).expect("sled open");
+    let db = raw_db(path);
     db.open_tree("meta")
         .expect("meta tree")
         .insert(key, value)
@@ -112,7 +130,7 @@ fn foreign_sled_database_is_refused() {
         matches!(result, Err(OpenError::NotAStore { .. })),
         "{result:?}"
     );
-    let db = sled::open(dir.path()).unwrap();
+    let db = raw_db(dir.path());
     assert_eq!(db.get("theirs").unwrap().as_deref(), Some(&b"data"[..]));
     assert!(!db.tree_names().iter().any(|n| &n[..] == b"meta"));
 }
@@ -167,7 +185,7 @@ fn wrong_or_damaged_header_is_refused() {
 
     set_raw_header(&path, "format", bincode::serialize(STORE_FORMAT).unwrap());
     {
-        let db = sled::open(&path).unwrap();
+        let db = raw_db(&path);
         db.open_tree("meta").unwrap().remove("version").unwrap();
         db.flush().unwrap();
     }

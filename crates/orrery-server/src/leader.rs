@@ -143,19 +143,10 @@ impl NodeCore {
     /// Runs `op` here; fails with [`ApiError::NotLeader`] if this node does not lead.
     pub(crate) async fn run_as_leader(&self, op: LeaderOp) -> Result<LeaderReply, ApiError> {
         match op {
-            LeaderOp::Write(mut request) => {
-                request.time_ms = now_ms();
-                let written = within(WRITE_TIMEOUT, "write", self.raft.client_write(request))
-                    .await?
-                    .map_err(write_error)?;
-                let outcome = written
-                    .data
-                    .outcome
-                    .ok_or_else(|| ApiError::Internal("a command entry had no outcome".into()))?;
-                Ok(LeaderReply::Written {
-                    outcome,
-                    log_index: written.log_id.index,
-                })
+            LeaderOp::Write(request) => {
+                let (outcome, log_index) =
+                    within(WRITE_TIMEOUT, "write", self.writes.write(request)).await??;
+                Ok(LeaderReply::Written { outcome, log_index })
             }
             LeaderOp::AddLearner { node_id, addr } => {
                 if addr
@@ -296,7 +287,7 @@ async fn within<F: std::future::Future>(
         .map_err(|_| ApiError::Timeout(format!("{what} did not commit within {limit:?}")))
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -310,7 +301,7 @@ fn fatal_error(e: Fatal<NodeId>) -> ApiError {
     }
 }
 
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>) -> ApiError {
+pub(crate) fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>) -> ApiError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
             leader_id: f.leader_id,

@@ -7,6 +7,7 @@
 //! cancellation token; cancel the token and await [`NodeHandle::wait`] to stop it.
 //! `docs/cluster.md` describes bootstrap, joining, the cluster id, forwarding and reads.
 
+mod batcher;
 mod config;
 mod errors;
 mod filter;

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+use crate::batcher::WriteBatcher;
 use crate::config::Bootstrap;
 use crate::config::NodeConfig;
 use crate::config::RaftTuning;
@@ -53,6 +54,8 @@ pub(crate) struct NodeCore {
     pub(crate) addr: String,
     pub(crate) cluster_id: String,
     pub(crate) raft: Raft<TypeConfig>,
+    /// Proposes client writes, batching concurrent ones into one entry.
+    pub(crate) writes: WriteBatcher,
     pub(crate) reader: StateReader,
     pub(crate) peers: Arc<Peers>,
     pub(crate) tuning: RaftTuning,
@@ -214,6 +217,7 @@ impl Node {
             id: config.id,
             addr: config.advertise_addr.clone(),
             cluster_id,
+            writes: WriteBatcher::start(raft.clone()),
             raft,
             reader: store.reader(),
             peers,

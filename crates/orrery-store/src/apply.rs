@@ -73,6 +73,12 @@ fn apply_cmd(tx: &TransactionalTree, cmd: &Cmd) -> Result<CmdOutcome, TxError> {
         Cmd::ReserveNamespace { namespace, group } => reserve_namespace(tx, namespace, group),
         Cmd::ReleaseNamespace { namespace } => release_namespace(tx, namespace),
         Cmd::SetReservedPrefixes { prefixes } => set_reserved_prefixes(tx, prefixes),
+        Cmd::Batch { requests } => Ok(CmdOutcome::Batch {
+            outcomes: requests
+                .iter()
+                .map(|request| apply_request(tx, request))
+                .collect::<Result<_, _>>()?,
+        }),
     }
 }
 

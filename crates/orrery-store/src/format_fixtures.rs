@@ -59,6 +59,16 @@ fn cmd_encoding_is_stable() {
         },
         "020000000200000000000000040000000000000061636d6506000000000000007a6574612e78",
     );
+    assert_bytes(
+        &Cmd::Batch {
+            requests: vec![LogRequest {
+                request_id: None,
+                time_ms: 7,
+                cmd: reserve(),
+            }],
+        },
+        "03000000010000000000000000070000000000000000000000040000000000000061636d6502000000000000006731",
+    );
 }
 
 /// Steps: encode a `LogRequest` with and without a request id, and the log entry carrying
@@ -109,6 +119,12 @@ fn outcome_encoding_is_stable() {
     assert_bytes(
         &CmdOutcome::ReservedPrefixesSet { revision: 4 },
         "030000000400000000000000",
+    );
+    assert_bytes(
+        &CmdOutcome::Batch {
+            outcomes: vec![CmdOutcome::Reserved { revision: 1 }],
+        },
+        "050000000100000000000000000000000100000000000000",
     );
     let rejections = [
         (

@@ -64,6 +64,14 @@ pub enum Cmd {
         /// Namespace prefixes, each a valid namespace; a prefix matches whole segments.
         prefixes: Vec<String>,
     },
+    /// Several client requests proposed as one log entry, applied in order in the entry's
+    /// single transaction, each with its own request id (and so its own dedup row) and its
+    /// own outcome. The leader batches the writes that arrive while one is being
+    /// committed, so concurrent writes share a log append and its fsync.
+    Batch {
+        /// The requests, in the order they are applied.
+        requests: Vec<LogRequest>,
+    },
 }
 
 /// The answer to one applied [`Cmd`]; stored in the request table and returned to the client.
@@ -94,6 +102,11 @@ pub enum CmdOutcome {
     },
     /// The command was refused; the state is unchanged.
     Rejected(Rejection),
+    /// The outcomes of a [`Cmd::Batch`], one per request, in order.
+    Batch {
+        /// The outcomes.
+        outcomes: Vec<CmdOutcome>,
+    },
 }
 
 /// Why apply refused a command. Every rejection leaves the state untouched.

@@ -9,7 +9,10 @@ use openraft::Membership;
 use orrery_store::LogEntry;
 use orrery_store::NamespaceRecord;
 use orrery_store::NodeAddr;
+use orrery_types::cmd::ClientRequestId;
+use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
+use orrery_types::cmd::LogRequest;
 use orrery_types::cmd::Rejection;
 
 use crate::support::log_id;
@@ -199,6 +202,52 @@ async fn retried_request_returns_first_answer() {
 
     let outcome = node.apply(Some(("c", 3)), reserve("acme", "g2")).await;
     assert_eq!(outcome, CmdOutcome::Reserved { revision: 3 });
+}
+
+/// A batch applies its requests in order in one entry, each with its own outcome and
+/// dedup row.
+/// Steps: apply one `Batch` entry holding: reserve `a` for g1 as (c, 1); reserve `a` for g2
+/// (rejected: owned); the same (c, 1) again (answered from the dedup row written earlier in
+/// the same entry); reserve `b` for g1. Expect the four outcomes in order, revisions 1 and
+/// 2 only, and a later retry of (c, 1) answered with the first outcome.
+#[tokio::test]
+async fn batch_applies_each_request_in_order() {
+    let mut node = TestNode::new();
+    let request = |id: Option<u64>, cmd| LogRequest {
+        request_id: id.map(|serial| ClientRequestId {
+            client_id: "c".into(),
+            serial,
+        }),
+        time_ms: 1,
+        cmd,
+    };
+    let batch = Cmd::Batch {
+        requests: vec![
+            request(Some(1), reserve("a", "g1")),
+            request(None, reserve("a", "g2")),
+            request(Some(1), reserve("a", "g1")),
+            request(None, reserve("b", "g1")),
+        ],
+    };
+    let outcome = node.apply(None, batch).await;
+    let reserved_a = CmdOutcome::Reserved { revision: 1 };
+    let owned = CmdOutcome::Rejected(Rejection::NamespaceOwned {
+        namespace: "a".to_string(),
+        owner_group: "g1".to_string(),
+    });
+    assert_eq!(
+        outcome,
+        CmdOutcome::Batch {
+            outcomes: vec![
+                reserved_a.clone(),
+                owned,
+                reserved_a.clone(),
+                CmdOutcome::Reserved { revision: 2 },
+            ]
+        }
+    );
+    assert_eq!(node.reader.revision().unwrap(), 2);
+    assert_eq!(node.apply(Some(("c", 1)), release("a")).await, reserved_a);
 }
 
 /// Steps: apply a blank and a membership entry in one batch; expect no outcomes, the

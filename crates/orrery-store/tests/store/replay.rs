@@ -39,6 +39,8 @@ fn reported_revision(outcome: &CmdOutcome) -> Option<u64> {
         | CmdOutcome::Released { revision }
         | CmdOutcome::ReservedPrefixesSet { revision } => Some(*revision),
         CmdOutcome::AlreadyReserved { .. } | CmdOutcome::Rejected(_) => None,
+        // The replay log proposes no batches; their outcomes are checked in apply.rs.
+        CmdOutcome::Batch { .. } => None,
     }
 }
 

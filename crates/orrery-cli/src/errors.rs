@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use orrery_proto::pb;
-use prost::Message;
 
 /// The command did what was asked.
 pub const EXIT_OK: u8 = 0;
@@ -53,11 +52,7 @@ impl ApiError {
     /// (see `docs/protocol.md`, "Errors"); bytes that do not decode are
     /// ignored and the status's own code and message are used.
     pub fn from_status(status: &tonic::Status) -> Self {
-        let detail = match status.details() {
-            [] => None,
-            bytes => pb::ErrorDetail::decode(bytes).ok(),
-        };
-        let detail = detail.unwrap_or_default();
+        let detail = orrery_proto::error_detail(status).unwrap_or_default();
         let code = pb::ErrorCode::try_from(detail.code).unwrap_or(pb::ErrorCode::Unspecified);
         let message = if detail.message.is_empty() {
             status.message().to_string()
@@ -295,6 +290,7 @@ impl CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
 
     fn status_with(code: tonic::Code, message: &str, detail: pb::ErrorDetail) -> tonic::Status {
         tonic::Status::with_details(code, message, detail.encode_to_vec().into())

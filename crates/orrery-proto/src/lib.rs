@@ -7,6 +7,7 @@
 //!   `orrery_types::pb`'s, re-exported here, so one `Value` type serves
 //!   every service.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! - [`error_detail`]: the typed error of a failed RPC, as every client reads it.
 //!
 //! Conversions between these messages and `orrery-types` live in
 //! `orrery_types::{schema, wire}`; conversions for the service messages are
@@ -17,6 +18,17 @@
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/orrery.v1.rs"));
     pub use orrery_types::pb::*;
+}
+
+/// The typed error a failed RPC carries in `grpc-status-details-bin` (an encoded
+/// [`pb::ErrorDetail`], see `common.proto`), or `None` when it carries none or
+/// something else.
+pub fn error_detail(status: &tonic::Status) -> Option<pb::ErrorDetail> {
+    use prost::Message;
+    match status.details() {
+        [] => None,
+        bytes => pb::ErrorDetail::decode(bytes).ok(),
+    }
 }
 
 /// The protobuf file descriptor set of every v1 file, for gRPC reflection.

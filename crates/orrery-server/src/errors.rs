@@ -19,6 +19,7 @@
 //!  ApiError ──to_status──> tonic::Status + ErrorDetail (grpc-status-details-bin) + leader hint
 //! ```
 
+use orrery_proto::error_detail;
 use orrery_proto::pb;
 use orrery_types::cmd::Rejection;
 use prost::Message;
@@ -172,14 +173,6 @@ pub fn to_status(error: &ApiError, leader: &LeaderHint) -> tonic::Status {
         leader_addr: leader.addr.clone().unwrap_or_default(),
     };
     tonic::Status::with_details(code, message, detail.encode_to_vec().into())
-}
-
-/// Decodes the [`pb::ErrorDetail`] a failed RPC carries, if any.
-pub fn error_detail(status: &tonic::Status) -> Option<pb::ErrorDetail> {
-    if status.details().is_empty() {
-        return None;
-    }
-    pb::ErrorDetail::decode(status.details()).ok()
 }
 
 /// A failed node-to-node call.

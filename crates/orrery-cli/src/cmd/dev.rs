@@ -16,19 +16,16 @@ use crate::errors::CliError;
 
 /// Starts the cluster, prints how to reach it, and runs until a stop signal.
 pub async fn run(args: DevArgs) -> Result<String, CliError> {
-    let temporary = match &args.data_dir {
-        Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
+    // The temporary directory, when there is one, is removed when `_temporary` drops.
+    let (root, _temporary): (PathBuf, _) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new()
                 .prefix("orrery-dev-")
                 .tempdir()
-                .map_err(CliError::Output)?,
-        ),
-    };
-    let root: PathBuf = match (&args.data_dir, &temporary) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => dir.path().to_path_buf(),
-        (None, None) => unreachable!("a temporary directory is made when none is given"),
+                .map_err(CliError::Output)?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
     };
     let members: BTreeMap<u64, String> = (1..=u64::from(args.nodes))
         .map(|id| {

@@ -60,9 +60,9 @@ pub enum Bootstrap {
 pub struct RaftTuning {
     /// Interval of the leader's heartbeats, in milliseconds. Default 50.
     pub heartbeat_interval_ms: u64,
-    /// Lower bound of the randomized election timeout, in milliseconds. Default 300.
+    /// Lower bound of the randomized election timeout, in milliseconds. Default 150.
     pub election_timeout_min_ms: u64,
-    /// Upper bound of the randomized election timeout, in milliseconds. Default 600.
+    /// Upper bound of the randomized election timeout, in milliseconds. Default 300.
     pub election_timeout_max_ms: u64,
     /// A snapshot is built once this many entries were applied since the last one.
     /// Default 5000.
@@ -76,8 +76,8 @@ impl Default for RaftTuning {
     fn default() -> Self {
         Self {
             heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
         }

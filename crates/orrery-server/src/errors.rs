@@ -216,15 +216,13 @@ impl PeerError {
         match self {
             PeerError::Blocked { .. } | PeerError::BadAddress { .. } => true,
             // A status with a source failed in the transport (connection refused or reset,
-            // GOAWAY from a peer shutting down): the peer did not answer.
+            // GOAWAY from a peer shutting down): the peer did not answer. A call that ran
+            // out of time is not in this class: a loaded peer answers late, and backing
+            // off from it would starve its heartbeats until it starts an election.
+            PeerError::Status(s) if s.code() == tonic::Code::DeadlineExceeded => false,
             PeerError::Status(s) => {
                 std::error::Error::source(s).is_some()
-                    || matches!(
-                        s.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::Cancelled
-                            | tonic::Code::DeadlineExceeded
-                    )
+                    || matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled)
                     || self.is_cluster_mismatch()
             }
             PeerError::Codec(_) => false,
@@ -249,6 +247,8 @@ impl From<PeerError> for ApiError {
         }
         if e.is_unreachable() {
             ApiError::NoQuorum(format!("leader unreachable: {e}"))
+        } else if matches!(&e, PeerError::Status(s) if s.code() == tonic::Code::DeadlineExceeded) {
+            ApiError::Timeout(format!("the leader did not answer in time: {e}"))
         } else {
             ApiError::Internal(e.to_string())
         }
@@ -285,5 +285,17 @@ mod tests {
             (d.leader_id, d.leader_addr.as_str(), d.retryable),
             (2, "h:1", true)
         );
+    }
+
+    /// A refused connection is unreachable (replication backs off); a late answer is not
+    /// (replication retries at once), and a forwarded write that ran late is a timeout.
+    #[test]
+    fn late_answers_are_not_unreachable_peers() {
+        let late = PeerError::Status(tonic::Status::deadline_exceeded("took longer than 50ms"));
+        assert!(!late.is_unreachable());
+        assert!(matches!(ApiError::from(late), ApiError::Timeout(_)));
+        let down = PeerError::Status(tonic::Status::unavailable("connection refused"));
+        assert!(down.is_unreachable());
+        assert!(matches!(ApiError::from(down), ApiError::NoQuorum(_)));
     }
 }

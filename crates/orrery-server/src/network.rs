@@ -5,7 +5,9 @@
 //!
 //! Failures that retrying at once would not cure (the peer is down, the link is cut, the
 //! peer belongs to another cluster) become openraft's `Unreachable`, so replication backs
-//! off instead of spinning.
+//! off instead of spinning. A call that outlived openraft's deadline (one heartbeat interval
+//! for appends) is not one of them: the peer is alive but loaded, and a back-off would
+//! withhold its heartbeats long enough for it to start an election.
 
 use std::collections::HashMap;
 use std::sync::Arc;

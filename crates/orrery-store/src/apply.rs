@@ -1,7 +1,8 @@
-//! Apply: the only code that changes the replicated state. Each log entry is applied in one
-//! sled transaction on the `sm` tree that writes the command's data, the last-applied log
-//! id, the membership (for membership entries), the revision counter and the client-request
-//! row together, so the state on disk always matches exactly one log position.
+//! Apply: the only code that changes the replicated state. Each log entry stages, on the
+//! `sm` tree, the command's data, the last-applied log id, the membership (for membership
+//! entries), the revision counter and the client-request row; the state machine commits
+//! the staged writes of the entries it was given as one atomic batch, so the state on disk
+//! always matches exactly one log position.
 //!
 //! Apply is deterministic: it reads only the entry and the state (the leader stamped the
 //! time into the entry), so every replica reaches the same state and the same answers.
@@ -11,10 +12,8 @@ use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
 use orrery_types::cmd::LogRequest;
 use orrery_types::cmd::Rejection;
-use sled::transaction::TransactionalTree;
 
-use crate::key_space::TxError;
-use crate::key_space::TxSpace;
+use crate::errors::StoreError;
 use crate::key_spaces::ClientRequests;
 use crate::key_spaces::LastApplied;
 use crate::key_spaces::LastMembership;
@@ -23,6 +22,8 @@ use crate::key_spaces::ReservedPrefixes;
 use crate::key_spaces::Revision;
 use crate::records::NamespaceRecord;
 use crate::records::RequestRecord;
+use crate::staged::StagedSpace;
+use crate::staged::StagedWrites;
 use crate::type_config::LogEntry;
 use crate::type_config::Response;
 use crate::type_config::StoredMembership;
@@ -31,15 +32,14 @@ use orrery_types::names::Namespace;
 use orrery_types::names::ReservedNamespaces;
 use orrery_types::NameError;
 
-/// Applies `entry` inside `tx`, a transaction on the `sm` tree. sled may run this more than
-/// once on conflicts, so it has no effect outside `tx`.
-pub(crate) fn apply_entry(tx: &TransactionalTree, entry: &LogEntry) -> Result<Response, TxError> {
-    TxSpace::<LastApplied>::new(tx).insert(&(), &entry.log_id)?;
+/// Applies `entry` as writes staged on the `sm` tree; it has no effect outside `tx`.
+pub(crate) fn apply_entry(tx: &StagedWrites, entry: &LogEntry) -> Result<Response, StoreError> {
+    StagedSpace::<LastApplied>::new(tx).insert(&(), &entry.log_id)?;
     let outcome = match &entry.payload {
         EntryPayload::Blank => None,
         EntryPayload::Membership(membership) => {
             let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
-            TxSpace::<LastMembership>::new(tx).insert(&(), &stored)?;
+            StagedSpace::<LastMembership>::new(tx).insert(&(), &stored)?;
             None
         }
         EntryPayload::Normal(request) => Some(apply_request(tx, request)?),
@@ -49,8 +49,8 @@ pub(crate) fn apply_entry(tx: &TransactionalTree, entry: &LogEntry) -> Result<Re
 
 /// Answers a retried request from the request table; applies a new one and records its
 /// answer when it carries a request id.
-fn apply_request(tx: &TransactionalTree, request: &LogRequest) -> Result<CmdOutcome, TxError> {
-    let requests = TxSpace::<ClientRequests>::new(tx);
+fn apply_request(tx: &StagedWrites, request: &LogRequest) -> Result<CmdOutcome, StoreError> {
+    let requests = StagedSpace::<ClientRequests>::new(tx);
     if let Some(id) = &request.request_id {
         if let Some(first) = requests.get(id)? {
             return Ok(first.outcome);
@@ -68,7 +68,7 @@ fn apply_request(tx: &TransactionalTree, request: &LogRequest) -> Result<CmdOutc
 }
 
 /// Applies one command. A rejection is an answer, not an error: it changes nothing.
-fn apply_cmd(tx: &TransactionalTree, cmd: &Cmd) -> Result<CmdOutcome, TxError> {
+fn apply_cmd(tx: &StagedWrites, cmd: &Cmd) -> Result<CmdOutcome, StoreError> {
     match cmd {
         Cmd::ReserveNamespace { namespace, group } => reserve_namespace(tx, namespace, group),
         Cmd::ReleaseNamespace { namespace } => release_namespace(tx, namespace),
@@ -83,16 +83,16 @@ fn apply_cmd(tx: &TransactionalTree, cmd: &Cmd) -> Result<CmdOutcome, TxError> {
 }
 
 fn reserve_namespace(
-    tx: &TransactionalTree,
+    tx: &StagedWrites,
     namespace: &str,
     group: &str,
-) -> Result<CmdOutcome, TxError> {
+) -> Result<CmdOutcome, StoreError> {
     let parsed = match Namespace::parse(namespace).and_then(|ns| GroupId::parse(group).map(|_| ns))
     {
         Ok(parsed) => parsed,
         Err(e) => return Ok(invalid_name(e)),
     };
-    let namespaces = TxSpace::<Namespaces>::new(tx);
+    let namespaces = StagedSpace::<Namespaces>::new(tx);
     if let Some(owner) = namespaces.get(&namespace.to_string())? {
         return Ok(if owner.owner_group == group {
             CmdOutcome::AlreadyReserved {
@@ -105,7 +105,7 @@ fn reserve_namespace(
             })
         });
     }
-    let configured = TxSpace::<ReservedPrefixes>::new(tx)
+    let configured = StagedSpace::<ReservedPrefixes>::new(tx)
         .get(&())?
         .unwrap_or_default();
     if let Some(prefix) = reserved_prefix(&parsed, &configured) {
@@ -123,25 +123,22 @@ fn reserve_namespace(
     Ok(CmdOutcome::Reserved { revision })
 }
 
-fn release_namespace(tx: &TransactionalTree, namespace: &str) -> Result<CmdOutcome, TxError> {
+fn release_namespace(tx: &StagedWrites, namespace: &str) -> Result<CmdOutcome, StoreError> {
     if let Err(e) = Namespace::parse(namespace) {
         return Ok(invalid_name(e));
     }
-    let namespaces = TxSpace::<Namespaces>::new(tx);
+    let namespaces = StagedSpace::<Namespaces>::new(tx);
     let key = namespace.to_string();
     if namespaces.get(&key)?.is_none() {
         return Ok(rejected(Rejection::NotReserved { namespace: key }));
     }
-    namespaces.remove(&key)?;
+    namespaces.remove(&key);
     let revision = bump_revision(tx)?;
     Ok(CmdOutcome::Released { revision })
 }
 
 /// Stores the prefixes sorted and without duplicates; the same list again is no change.
-fn set_reserved_prefixes(
-    tx: &TransactionalTree,
-    prefixes: &[String],
-) -> Result<CmdOutcome, TxError> {
+fn set_reserved_prefixes(tx: &StagedWrites, prefixes: &[String]) -> Result<CmdOutcome, StoreError> {
     for prefix in prefixes {
         if let Err(e) = Namespace::parse(prefix) {
             let reason = format!("reserved prefix: {e}");
@@ -151,7 +148,7 @@ fn set_reserved_prefixes(
     let mut wanted = prefixes.to_vec();
     wanted.sort();
     wanted.dedup();
-    let space = TxSpace::<ReservedPrefixes>::new(tx);
+    let space = StagedSpace::<ReservedPrefixes>::new(tx);
     let revision = if space.get(&())?.unwrap_or_default() == wanted {
         current_revision(tx)?
     } else {
@@ -181,13 +178,13 @@ fn reserved_prefix(namespace: &Namespace, configured: &[String]) -> Option<Strin
     }
 }
 
-fn current_revision(tx: &TransactionalTree) -> Result<u64, TxError> {
-    Ok(TxSpace::<Revision>::new(tx).get(&())?.unwrap_or(0))
+fn current_revision(tx: &StagedWrites) -> Result<u64, StoreError> {
+    Ok(StagedSpace::<Revision>::new(tx).get(&())?.unwrap_or(0))
 }
 
 /// Increments the revision counter and returns the new revision.
-fn bump_revision(tx: &TransactionalTree) -> Result<u64, TxError> {
+fn bump_revision(tx: &StagedWrites) -> Result<u64, StoreError> {
     let revision = current_revision(tx)? + 1;
-    TxSpace::<Revision>::new(tx).insert(&(), &revision)?;
+    StagedSpace::<Revision>::new(tx).insert(&(), &revision)?;
     Ok(revision)
 }

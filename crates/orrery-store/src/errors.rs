@@ -127,12 +127,3 @@ pub enum OpenError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(error: sled::transaction::TransactionError<StoreError>) -> Self {
-        match error {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-        }
-    }
-}

@@ -1,7 +1,7 @@
 //! The typed key-space machinery: a [`KeySpace`] names its sled tree, its key prefix and
 //! its key and value types; [`KeyCodec`] turns keys into order-preserving bytes; values are
-//! bincode. [`Space`] and [`TxSpace`] give typed access to a tree and to a tree inside a
-//! transaction. The key spaces themselves are all listed in `key_spaces.rs`.
+//! bincode. [`Space`] gives typed access to a tree (and `staged.rs` to writes staged on
+//! one). The key spaces themselves are all listed in `key_spaces.rs`.
 
 use std::marker::PhantomData;
 use std::ops::Bound;
@@ -11,8 +11,6 @@ use bincode::Options;
 use orrery_types::cmd::ClientRequestId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sled::transaction::ConflictableTransactionError;
-use sled::transaction::TransactionalTree;
 
 use crate::errors::CodecError;
 use crate::errors::StoreError;
@@ -300,51 +298,6 @@ pub(crate) fn batch_insert<KS: KeySpace>(
 ) -> Result<(), CodecError> {
     batch.insert(KS::key_bytes(key), KS::encode_value(value)?);
     Ok(())
-}
-
-/// The error type inside a sled transaction over the store.
-pub(crate) type TxError = ConflictableTransactionError<StoreError>;
-
-/// Typed access to key space `KS` inside a sled transaction on its tree.
-pub(crate) struct TxSpace<'a, KS> {
-    tree: &'a TransactionalTree,
-    _space: PhantomData<fn() -> KS>,
-}
-
-impl<'a, KS: KeySpace> TxSpace<'a, KS> {
-    /// Typed access through `tree`, which must be a transaction on `KS::TREE`.
-    pub(crate) fn new(tree: &'a TransactionalTree) -> Self {
-        Self {
-            tree,
-            _space: PhantomData,
-        }
-    }
-
-    /// The value under `key`, as seen inside the transaction.
-    pub(crate) fn get(&self, key: &KS::Key) -> Result<Option<KS::Value>, TxError> {
-        match self.tree.get(KS::key_bytes(key))? {
-            Some(bytes) => Ok(Some(KS::decode_value(&bytes).map_err(abort)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Stores `value` under `key`.
-    pub(crate) fn insert(&self, key: &KS::Key, value: &KS::Value) -> Result<(), TxError> {
-        let bytes = KS::encode_value(value).map_err(abort)?;
-        self.tree.insert(KS::key_bytes(key), bytes)?;
-        Ok(())
-    }
-
-    /// Removes `key`.
-    pub(crate) fn remove(&self, key: &KS::Key) -> Result<(), TxError> {
-        self.tree.remove(KS::key_bytes(key))?;
-        Ok(())
-    }
-}
-
-/// Aborts a transaction with a codec error.
-fn abort(error: CodecError) -> TxError {
-    ConflictableTransactionError::Abort(StoreError::Codec(error))
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@
 //!
 //! Adding replicated state (provider connections, modules, the change history) means adding
 //! key spaces to the `sm` tree here with new prefixes (e.g. `conn/`, `mod/`, `chg/`), writing
-//! them in apply's transaction and adding them to the snapshot image. The `sm` tree is the
-//! whole replicated state: apply writes only there, in one transaction per entry.
+//! them in apply's staged writes and adding them to the snapshot image. The `sm` tree is the
+//! whole replicated state: apply writes only there, one atomic batch per apply call.
 
 use crate::key_space::KeySpace;
 use crate::key_space::TreeName;

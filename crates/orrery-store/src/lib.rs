@@ -6,7 +6,7 @@
 //! - [`LogStore`] is the Raft log and vote ([`openraft::storage::RaftLogStorage`]);
 //! - [`StateMachineStore`] is the state machine ([`openraft::storage::RaftStateMachine`]):
 //!   applying committed [`LogRequest`](orrery_types::cmd::LogRequest)s is the only way the
-//!   state changes, one sled transaction per entry;
+//!   state changes, each call's entries committed as one atomic sled batch;
 //! - [`StateReader`] reads the local replica for queries;
 //! - [`TypeConfig`] is the openraft type configuration the server uses for `Raft<TypeConfig>`.
 //!
@@ -26,6 +26,7 @@ mod log_store;
 mod reader;
 mod records;
 mod snapshot;
+mod staged;
 mod state_machine;
 mod store;
 mod type_config;

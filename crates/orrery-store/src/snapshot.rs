@@ -4,7 +4,7 @@
 //! disk ([`StoredSnapshot`]).
 //!
 //! Consistency: sled 0.34 has no point-in-time view, and an iterator can observe half of a
-//! transaction. Export therefore holds the state machine's lock for reading, which apply
+//! batch. Export therefore holds the state machine's lock for reading, which apply
 //! holds for writing around each batch of entries: the image is the state after some whole
 //! entry, and its last-applied log id says which.
 

@@ -1,5 +1,5 @@
-//! The Raft state machine ([`StateMachineStore`]): runs apply (see `apply.rs`) one
-//! transaction per entry, reports the applied state, and installs and serves snapshots
+//! The Raft state machine ([`StateMachineStore`]): runs apply (see `apply.rs`) and commits
+//! the entries of each call as one atomic batch (see `staged.rs`), reports the applied state, and installs and serves snapshots
 //! (see `snapshot.rs`). All handles share one [`SmCore`], whose lock orders apply against
 //! snapshot export and install.
 
@@ -26,6 +26,7 @@ use crate::key_spaces::Revision;
 use crate::snapshot::SnapshotBuilder;
 use crate::snapshot::StateImage;
 use crate::snapshot::StoredSnapshot;
+use crate::staged::StagedWrites;
 use crate::type_config::LogEntry;
 use crate::type_config::LogId;
 use crate::type_config::Response;
@@ -38,7 +39,7 @@ use crate::type_config::TypeConfig;
 pub(crate) struct SmCore {
     /// The whole database, for flushes.
     pub(crate) db: sled::Db,
-    /// The `sm` tree: apply's transactions and snapshot install run on it.
+    /// The `sm` tree: apply's staged batches and snapshot install write it.
     pub(crate) tree: sled::Tree,
     pub(crate) last_applied: Space<LastApplied>,
     pub(crate) last_membership: Space<LastMembership>,
@@ -107,14 +108,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let _apply = self.core.lock.write().await;
+        let staged = StagedWrites::new(&self.core.tree);
         let mut responses = Vec::new();
+        let mut last = None;
         for entry in entries {
-            let response = self
-                .core
-                .tree
-                .transaction(|tx| apply_entry(tx, &entry))
-                .map_err(|e| StorageIOError::apply(*entry.get_log_id(), &StoreError::from(e)))?;
+            let response = apply_entry(&staged, &entry)
+                .map_err(|e| StorageIOError::apply(*entry.get_log_id(), &e))?;
+            last = Some(*entry.get_log_id());
             responses.push(response);
+        }
+        if let Some(last) = last {
+            staged
+                .commit()
+                .map_err(|e| StorageIOError::apply(last, &e))?;
         }
         Ok(responses)
     }

@@ -135,6 +135,11 @@ impl ApiError {
                 Rejection::ReservedNamespace { .. } => (C::PermissionDenied, E::ReservedNamespace),
                 Rejection::NamespaceOwned { .. } => (C::AlreadyExists, E::NamespaceOwned),
                 Rejection::NotReserved { .. } => (C::NotFound, E::NotReserved),
+                Rejection::SchemaMismatch { .. } => (C::FailedPrecondition, E::SchemaMismatch),
+                Rejection::NamespaceOwnedByConnection { .. } => {
+                    (C::AlreadyExists, E::NamespaceOwned)
+                }
+                Rejection::UnknownConnection { .. } => (C::NotFound, E::StaleGeneration),
             },
             ApiError::NoQuorum(_) | ApiError::NotLeader { .. } => (C::Unavailable, E::NoQuorum),
             ApiError::Timeout(_) => (C::DeadlineExceeded, E::Timeout),

@@ -7,8 +7,12 @@
 //! remove one, and never change a field of an existing variant; the store's fixture test
 //! fails when an encoding changes.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde::Serialize;
+
+use crate::ctype::CType;
 
 /// Identifies one client write, so that a retried write is applied at most once.
 ///
@@ -72,6 +76,78 @@ pub enum Cmd {
         /// The requests, in the order they are applied.
         requests: Vec<LogRequest>,
     },
+    /// Register one provider connection and its modules. Apply assigns the connection id
+    /// (a counter; ids are never reused) and the generation (the registration's revision),
+    /// decides namespace ownership and schema agreement, and stores the connection Active.
+    RegisterConnection(Registration),
+    /// Remove one connection (the provider deregistered). Names the generation it ends, so a
+    /// late request for an older incarnation changes nothing.
+    DeregisterConnection(ConnectionRef),
+    /// Remove connections whose lease ran out (proposed by the leader's lease keeper), or
+    /// whose drain deadline passed.
+    ExpireConnections {
+        /// The connections, each with the generation the expiry ends.
+        connections: Vec<ConnectionRef>,
+    },
+    /// Mark a connection Draining: Execute stops routing to it, and it is removed at
+    /// `deadline_ms` (leader time) at the latest.
+    DrainConnection {
+        /// The connection and the generation to drain.
+        connection: ConnectionRef,
+        /// Leader wall-clock milliseconds after which the connection is expired.
+        deadline_ms: u64,
+        /// Why, e.g. `operator`.
+        reason: String,
+    },
+}
+
+/// A connection and the generation a command about it refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConnectionRef {
+    /// The cluster-assigned connection id.
+    pub connection_id: u64,
+    /// The generation from the registration's answer.
+    pub generation: u64,
+}
+
+/// What a provider asked for in `Register`, after the stateless checks (names, endpoint,
+/// limits, schemas converted to [`CType`]) passed on the receiving node. Apply checks names
+/// again and decides everything that depends on state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The namespace the modules live in.
+    pub namespace: String,
+    /// The provider group; `None` when this connection alone owns the namespace.
+    pub group: Option<String>,
+    /// The executor endpoint, `host:port`.
+    pub executor_endpoint: String,
+    /// Whether the executor endpoint speaks TLS.
+    pub executor_tls: bool,
+    /// The modules, names unique.
+    pub modules: Vec<ModuleSpec>,
+    /// Free-form labels.
+    pub metadata: BTreeMap<String, String>,
+    /// The lease TTL granted, in milliseconds (the node resolved the default).
+    pub lease_ttl_ms: u64,
+    /// The heartbeat interval the provider was told to keep, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// One module of a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSpec {
+    /// The module name, unique within the namespace.
+    pub name: String,
+    /// Free-text version.
+    pub version: String,
+    /// What the module does.
+    pub description: String,
+    /// The input type.
+    pub input: CType,
+    /// The output type.
+    pub output: CType,
+    /// Free-form labels.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The answer to one applied [`Cmd`]; stored in the request table and returned to the client.
@@ -107,6 +183,40 @@ pub enum CmdOutcome {
         /// The outcomes.
         outcomes: Vec<CmdOutcome>,
     },
+    /// The connection is registered and Active.
+    Registered {
+        /// The connection id apply assigned.
+        connection_id: u64,
+        /// Its generation (the revision of the registration).
+        generation: u64,
+        /// The revision this change produced (equal to the generation).
+        revision: u64,
+    },
+    /// The answer to [`Cmd::DeregisterConnection`].
+    Deregistered {
+        /// False when the connection was already gone or had another generation; then
+        /// nothing changed and `revision` is the current one.
+        removed: bool,
+        /// Qualified names of the modules that went with it (no other connection served them).
+        removed_modules: Vec<String>,
+        /// Whether the namespace was released with it.
+        namespace_released: bool,
+        /// The revision this change produced.
+        revision: u64,
+    },
+    /// The answer to [`Cmd::ExpireConnections`].
+    Expired {
+        /// The ids of the connections removed (those still present with the named
+        /// generation); the others were already gone.
+        connection_ids: Vec<u64>,
+        /// The revision after the change.
+        revision: u64,
+    },
+    /// The connection is Draining (or already was, with the earlier deadline kept).
+    Draining {
+        /// The revision after the change.
+        revision: u64,
+    },
 }
 
 /// Why apply refused a command. Every rejection leaves the state untouched.
@@ -139,5 +249,29 @@ pub enum Rejection {
     NotReserved {
         /// The namespace named in the command.
         namespace: String,
+    },
+    /// A module's types differ from the ones its group already serves under that name.
+    #[error("{path}: {reason}")]
+    SchemaMismatch {
+        /// Which module and field, e.g. `modules[2].input_type`.
+        path: String,
+        /// What differs, for a human.
+        reason: String,
+    },
+    /// The namespace belongs to a single connection (registered without a group).
+    #[error("namespace {namespace:?} is owned by connection {connection_id}")]
+    NamespaceOwnedByConnection {
+        /// The namespace asked for.
+        namespace: String,
+        /// The connection that owns it.
+        connection_id: u64,
+    },
+    /// No connection with that id and generation exists.
+    #[error("no connection {connection_id} with generation {generation}")]
+    UnknownConnection {
+        /// The connection id named.
+        connection_id: u64,
+        /// The generation named.
+        generation: u64,
     },
 }

@@ -112,6 +112,15 @@ pub enum ApiError {
     /// A bug or a storage failure.
     #[error("internal: {0}")]
     Internal(String),
+    /// A type schema does not convert to a type, or breaks the schema limits.
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    /// The provider's executor did not answer its health check as SERVING.
+    #[error("executor unreachable: {0}")]
+    ExecutorUnreachable(String),
+    /// A name in a request breaks the naming rules (checked before anything is proposed).
+    #[error("invalid name: {0}")]
+    InvalidName(String),
 }
 
 impl ApiError {
@@ -126,7 +135,8 @@ impl ApiError {
         )
     }
 
-    fn code(&self) -> (tonic::Code, pb::ErrorCode) {
+    /// The gRPC status code and the protocol's error code for this error.
+    pub fn code(&self) -> (tonic::Code, pb::ErrorCode) {
         use pb::ErrorCode as E;
         use tonic::Code as C;
         match self {
@@ -151,6 +161,9 @@ impl ApiError {
             ApiError::ShuttingDown => (C::Unavailable, E::Unavailable),
             ApiError::Unimplemented(_) => (C::Unimplemented, E::Unspecified),
             ApiError::Internal(_) => (C::Internal, E::Internal),
+            ApiError::InvalidSchema(_) => (C::InvalidArgument, E::InvalidSchema),
+            ApiError::ExecutorUnreachable(_) => (C::FailedPrecondition, E::ExecutorUnreachable),
+            ApiError::InvalidName(_) => (C::InvalidArgument, E::InvalidName),
         }
     }
 }

@@ -21,6 +21,7 @@ use orrery_store::NodeId;
 use orrery_types::cmd::ClientRequestId;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
+use orrery_types::cmd::ConnectionRef;
 use orrery_types::cmd::LogRequest;
 use serde::Deserialize;
 use serde::Serialize;
@@ -51,6 +52,8 @@ pub(crate) enum LeaderOp {
     RemoveNode { node_id: NodeId },
     /// Confirm leadership and name the log index a linearizable read must wait for.
     ReadIndex,
+    /// Renew the leases of these connections (a node's batch of heartbeats).
+    RenewLeases(Vec<ConnectionRef>),
 }
 
 /// The leader's answer to a [`LeaderOp`].
@@ -62,6 +65,8 @@ pub(crate) enum LeaderReply {
     Membership,
     /// Reads must wait until this index is applied.
     ReadIndex { index: Option<u64> },
+    /// Per renewal, in order: whether the lease was renewed.
+    Renewed(Vec<bool>),
 }
 
 impl NodeCore {
@@ -231,6 +236,13 @@ impl NodeCore {
                 .await?
                 .map_err(write_error)?;
                 Ok(LeaderReply::Membership)
+            }
+            LeaderOp::RenewLeases(renewals) => {
+                self.ensure_leader()?;
+                let results = self.leases.renew(&renewals, |id| {
+                    self.reader.connection(id).ok().flatten()
+                });
+                Ok(LeaderReply::Renewed(results))
             }
             LeaderOp::ReadIndex => {
                 let read_log_id =

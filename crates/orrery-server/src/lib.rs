@@ -12,7 +12,10 @@ mod config;
 mod errors;
 mod filter;
 mod leader;
+mod leases;
 mod network;
+mod requests;
+mod routes;
 mod node;
 mod service;
 

@@ -36,10 +36,15 @@ use crate::config::NodeConfig;
 use crate::config::RaftTuning;
 use crate::errors::LeaderHint;
 use crate::errors::NodeError;
+use crate::executor_pool::ExecutorPool;
+use crate::executor_pool::PoolConfig;
+use crate::leases::LeaseKeeper;
 use crate::network::Network;
 use crate::network::Peers;
 use crate::service::admin::AdminService;
+use crate::service::provider::ProviderApi;
 use crate::service::raft::RaftRpcService;
+use crate::service::registry::RegistryApi;
 
 /// How long a joining node keeps trying its join endpoints.
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
@@ -65,6 +70,10 @@ pub(crate) struct NodeCore {
     /// When a leader last sent this node an AppendEntries.
     pub(crate) leader_contact: Mutex<Option<Instant>>,
     pub(crate) started: Instant,
+    /// Lease renewals to send and, on the leader, lease deadlines.
+    pub(crate) leases: LeaseKeeper,
+    /// Routes `Execute` calls to providers; its routes follow the replica.
+    pub(crate) executors: ExecutorPool,
 }
 
 impl NodeCore {
@@ -226,11 +235,16 @@ impl Node {
             own_serial: AtomicU64::new(0),
             leader_contact: Mutex::new(None),
             started: Instant::now(),
+            leases: LeaseKeeper::default(),
+            executors: ExecutorPool::new(PoolConfig::default()),
         });
 
         // The node stops on the caller's token, or on its own when bootstrapping fails.
         let stop = shutdown.child_token();
         let server = serve(core.clone(), listener, stop.clone());
+        tokio::spawn(crate::leases::run_renewals(core.clone(), stop.clone()));
+        tokio::spawn(crate::leases::run_expiry(core.clone(), stop.clone()));
+        tokio::spawn(crate::routes::run_route_sync(core.clone(), stop.clone()));
         let task = tokio::spawn(run(core.clone(), store, server));
         let handle = NodeHandle {
             core: core.clone(),
@@ -488,7 +502,8 @@ type ServeFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
 >;
 
-/// The gRPC server of the node: RaftService, ClusterAdmin, health and reflection.
+/// The gRPC server of the node: RaftService, ClusterAdmin, ProviderService, Registry,
+/// health and reflection.
 fn serve(core: Arc<NodeCore>, listener: TcpListener, shutdown: CancellationToken) -> ServeFuture {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -501,6 +516,10 @@ fn serve(core: Arc<NodeCore>, listener: TcpListener, shutdown: CancellationToken
             .max_encoding_message_size(usize::MAX);
     let admin_service =
         pb::cluster_admin_server::ClusterAdminServer::new(AdminService::new(core.clone()));
+    let provider_service =
+        pb::provider_service_server::ProviderServiceServer::new(ProviderApi::new(core.clone()));
+    let registry_service =
+        pb::registry_server::RegistryServer::new(RegistryApi::new(core.clone()));
     Box::pin(async move {
         let reflection = reflection.map_err(|e| {
             tracing::error!(error = %e, "reflection descriptors do not load");
@@ -511,11 +530,19 @@ fn serve(core: Arc<NodeCore>, listener: TcpListener, shutdown: CancellationToken
         health_reporter
             .set_serving::<pb::raft_service_server::RaftServiceServer<RaftRpcService>>()
             .await;
+        health_reporter
+            .set_serving::<pb::provider_service_server::ProviderServiceServer<ProviderApi>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::registry_server::RegistryServer<RegistryApi>>()
+            .await;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let mut router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(raft_service)
-            .add_service(admin_service);
+            .add_service(admin_service)
+            .add_service(provider_service)
+            .add_service(registry_service);
         if let Ok(reflection) = reflection {
             router = router.add_service(reflection);
         }

@@ -3,60 +3,15 @@
 
 use orrery_proto::pb;
 use orrery_store::NamespaceRecord;
-use orrery_types::cmd::ClientRequestId;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
 
 use super::AdminService;
 use crate::errors::ApiError;
-use crate::leader::LeaderOp;
-use crate::leader::LeaderReply;
 use crate::service::header::internal;
 use crate::service::header::namespace_info;
 
-/// The longest client id a request id may carry.
-const MAX_CLIENT_ID_LEN: usize = 128;
-
 impl AdminService {
-    /// Runs `cmd` on the leader and returns its outcome; a rejection becomes an error.
-    async fn write(
-        &self,
-        request_id: Option<pb::RequestId>,
-        cmd: Cmd,
-    ) -> Result<CmdOutcome, ApiError> {
-        let request_id = match request_id {
-            Some(id) if !id.client_id.is_empty() => {
-                if id.client_id.len() > MAX_CLIENT_ID_LEN {
-                    return Err(ApiError::LimitExceeded(format!(
-                        "request_id.client_id is longer than {MAX_CLIENT_ID_LEN} characters"
-                    )));
-                }
-                Some(ClientRequestId {
-                    client_id: id.client_id,
-                    serial: id.serial,
-                })
-            }
-            _ => None,
-        };
-        let request = self.core.new_request(request_id, cmd);
-        match self.core.leader_call(LeaderOp::Write(request)).await? {
-            LeaderReply::Written { outcome, .. } => match outcome {
-                CmdOutcome::Rejected(rejection) => Err(ApiError::Rejected(rejection)),
-                outcome => Ok(outcome),
-            },
-            other => Err(internal(format!("a write was answered with {other:?}"))),
-        }
-    }
-
-    /// Makes the local replica fit for a read of the asked consistency; true when stale.
-    async fn prepare_read(&self, consistency: i32) -> Result<bool, ApiError> {
-        if consistency == pb::ReadConsistency::Stale as i32 {
-            return Ok(true);
-        }
-        self.core.read_barrier().await?;
-        Ok(false)
-    }
-
     pub(super) async fn reserve(
         &self,
         r: pb::ReserveNamespaceRequest,
@@ -65,7 +20,7 @@ impl AdminService {
             namespace: r.namespace.clone(),
             group: r.group_id.clone(),
         };
-        let (revision, changed) = match self.write(r.request_id, cmd).await? {
+        let (revision, changed) = match self.core.write_cmd(r.request_id, cmd).await? {
             CmdOutcome::Reserved { revision } => (revision, true),
             CmdOutcome::AlreadyReserved { revision } => (revision, false),
             other => return Err(internal(format!("reserve answered {other:?}"))),
@@ -90,7 +45,7 @@ impl AdminService {
         let cmd = Cmd::ReleaseNamespace {
             namespace: r.namespace.clone(),
         };
-        let revision = match self.write(r.request_id, cmd).await? {
+        let revision = match self.core.write_cmd(r.request_id, cmd).await? {
             CmdOutcome::Released { revision } => revision,
             other => return Err(internal(format!("release answered {other:?}"))),
         };
@@ -113,7 +68,7 @@ impl AdminService {
         &self,
         r: pb::ListNamespacesRequest,
     ) -> Result<pb::ListNamespacesResponse, ApiError> {
-        let stale = self.prepare_read(r.consistency).await?;
+        let stale = self.core.prepare_read(r.consistency).await?;
         let listing = self.core.reader.list_namespaces().await.map_err(internal)?;
         let under = format!("{}.", r.prefix);
         let namespaces = listing
@@ -134,7 +89,7 @@ impl AdminService {
         &self,
         r: pb::GetNamespaceRequest,
     ) -> Result<pb::NamespaceResponse, ApiError> {
-        let stale = self.prepare_read(r.consistency).await?;
+        let stale = self.core.prepare_read(r.consistency).await?;
         let header = self.core.header(None, stale)?;
         let record = self
             .core

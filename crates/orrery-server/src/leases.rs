@@ -1,0 +1,262 @@
+//! Provider leases: heartbeats renew them without a Raft write, the leader expires them.
+//!
+//! Every node collects the connections whose control streams it holds and that
+//! heartbeated since the last batch, and sends them to the leader every
+//! [`RENEW_INTERVAL`] as one [`LeaderOp::RenewLeases`]. The leader keeps one deadline per
+//! connection on its monotonic clock (in memory only); a connection it has not seen before
+//! (new registration, or every connection when it has just become leader) gets one full
+//! TTL from that moment, so a new leader never expires a live provider for the time the
+//! old one held its renewals. When a deadline passes, or a Draining connection's drain
+//! deadline (leader wall clock) passes, the leader commits `ExpireConnections` naming the
+//! generation it ends.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use orrery_store::ConnectionRecord;
+use orrery_store::ConnectionState;
+use orrery_types::cmd::Cmd;
+use orrery_types::cmd::ConnectionRef;
+use tokio_util::sync::CancellationToken;
+
+use crate::leader::LeaderOp;
+use crate::leader::LeaderReply;
+use crate::node::NodeCore;
+
+/// How often a node sends its batch of renewals to the leader.
+pub(crate) const RENEW_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the leader looks for expired leases.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Lease state of one node: what it must renew, and (on the leader) the deadlines.
+#[derive(Default)]
+pub(crate) struct LeaseKeeper {
+    /// Connections that heartbeated here since the last batch -> their generation.
+    pending: Mutex<BTreeMap<u64, u64>>,
+    /// Whether the last batch renewed each connection (answers `HeartbeatAck.renewed`).
+    renewed: Mutex<HashMap<u64, bool>>,
+    /// Leader only: connection -> (generation, when its lease runs out). Emptied whenever
+    /// this node stops leading, so the next term starts with a full TTL of grace.
+    deadlines: Mutex<HashMap<u64, (u64, Instant)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl LeaseKeeper {
+    /// Records a heartbeat of `connection`, to be sent with the next batch. Returns whether
+    /// the previous renewal of this connection reached the leader (true until one failed).
+    pub(crate) fn heartbeat(&self, connection: ConnectionRef) -> bool {
+        lock(&self.pending).insert(connection.connection_id, connection.generation);
+        *lock(&self.renewed)
+            .get(&connection.connection_id)
+            .unwrap_or(&true)
+    }
+
+    /// Forgets a connection whose stream closed on this node.
+    pub(crate) fn detach(&self, connection_id: u64) {
+        lock(&self.renewed).remove(&connection_id);
+    }
+
+    /// Leader side: renews each lease whose connection exists with that generation in
+    /// `lookup`; one result per renewal, in order.
+    pub(crate) fn renew(
+        &self,
+        renewals: &[ConnectionRef],
+        lookup: impl Fn(u64) -> Option<ConnectionRecord>,
+    ) -> Vec<bool> {
+        let now = Instant::now();
+        let mut deadlines = lock(&self.deadlines);
+        renewals
+            .iter()
+            .map(|r| match lookup(r.connection_id) {
+                Some(record) if record.generation == r.generation => {
+                    let ttl = Duration::from_millis(record.lease_ttl_ms);
+                    deadlines.insert(r.connection_id, (r.generation, now + ttl));
+                    true
+                }
+                _ => false,
+            })
+            .collect()
+    }
+
+    /// Leader side: the connections of `connections` whose lease or drain deadline has
+    /// passed at `now` / `now_ms`; connections seen for the first time get a full TTL.
+    fn expired(
+        &self,
+        connections: &[(u64, ConnectionRecord)],
+        now: Instant,
+        now_ms: u64,
+    ) -> Vec<ConnectionRef> {
+        let mut deadlines = lock(&self.deadlines);
+        deadlines.retain(|id, _| connections.iter().any(|(c, _)| c == id));
+        let mut expired = Vec::new();
+        for (id, record) in connections {
+            let ttl = Duration::from_millis(record.lease_ttl_ms);
+            let (generation, deadline) = *deadlines
+                .entry(*id)
+                .or_insert((record.generation, now + ttl));
+            let drained = matches!(record.state,
+                ConnectionState::Draining { deadline_ms, .. } if deadline_ms <= now_ms);
+            if generation != record.generation {
+                deadlines.insert(*id, (record.generation, now + ttl));
+            } else if deadline <= now || drained {
+                expired.push(ConnectionRef {
+                    connection_id: *id,
+                    generation,
+                });
+            }
+        }
+        expired
+    }
+
+    /// Drops every leader-side deadline (this node stopped leading).
+    fn forget_deadlines(&self) {
+        lock(&self.deadlines).clear();
+    }
+}
+
+/// Sends this node's renewals to the leader until `stop`.
+pub(crate) async fn run_renewals(core: Arc<NodeCore>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(RENEW_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let batch: Vec<ConnectionRef> = std::mem::take(&mut *lock(&core.leases.pending))
+            .into_iter()
+            .map(|(connection_id, generation)| ConnectionRef {
+                connection_id,
+                generation,
+            })
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let results = match core.leader_call(LeaderOp::RenewLeases(batch.clone())).await {
+            Ok(LeaderReply::Renewed(results)) if results.len() == batch.len() => results,
+            Ok(other) => {
+                tracing::warn!(reply = ?other, "lease renewal answered with something else");
+                vec![false; batch.len()]
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "lease renewal did not reach the leader");
+                vec![false; batch.len()]
+            }
+        };
+        let mut renewed = lock(&core.leases.renewed);
+        for (r, ok) in batch.iter().zip(results) {
+            renewed.insert(r.connection_id, ok);
+        }
+    }
+}
+
+/// On the leader: commits the expiry of every lease that ran out, until `stop`.
+pub(crate) async fn run_expiry(core: Arc<NodeCore>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if core.leader_id() != Some(core.id) {
+            core.leases.forget_deadlines();
+            continue;
+        }
+        let connections = match core.reader.connections() {
+            Ok(connections) => connections,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read connections for lease expiry");
+                continue;
+            }
+        };
+        let expired =
+            core.leases
+                .expired(&connections, Instant::now(), crate::leader::now_ms());
+        if expired.is_empty() {
+            continue;
+        }
+        tracing::info!(connections = ?expired, "leases ran out");
+        let cmd = Cmd::ExpireConnections {
+            connections: expired,
+        };
+        if let Err(e) = core.write_cmd(None, cmd).await {
+            tracing::warn!(error = %e, "could not commit lease expiry; retrying");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(generation: u64, ttl_ms: u64, state: ConnectionState) -> ConnectionRecord {
+        ConnectionRecord {
+            namespace: "acme".into(),
+            group: None,
+            executor_endpoint: "127.0.0.1:1".into(),
+            executor_tls: false,
+            modules: vec![],
+            metadata: Default::default(),
+            lease_ttl_ms: ttl_ms,
+            heartbeat_interval_ms: ttl_ms / 5,
+            generation,
+            registered_time_ms: 0,
+            state,
+        }
+    }
+
+    /// Steps: a connection first seen gets one TTL; a renewal pushes the deadline; a stale
+    /// generation is not renewed; past the deadline it is expired with its generation; a
+    /// Draining connection past its drain deadline is expired even with a live lease.
+    #[test]
+    fn leases_run_out_one_ttl_after_the_last_renewal() {
+        let keeper = LeaseKeeper::default();
+        let t0 = Instant::now();
+        let conns = vec![(7, record(3, 1000, ConnectionState::Active))];
+        assert!(keeper.expired(&conns, t0, 0).is_empty());
+        assert!(keeper
+            .expired(&conns, t0 + Duration::from_millis(999), 0)
+            .is_empty());
+        let lookup = |id: u64| (id == 7).then(|| record(3, 1000, ConnectionState::Active));
+        let stale = ConnectionRef {
+            connection_id: 7,
+            generation: 2,
+        };
+        let current = ConnectionRef {
+            connection_id: 7,
+            generation: 3,
+        };
+        assert_eq!(keeper.renew(&[stale, current], lookup), vec![false, true]);
+        let later = Instant::now() + Duration::from_millis(1001);
+        assert_eq!(keeper.expired(&conns, later, 0), vec![current]);
+
+        let draining = vec![(
+            8,
+            record(
+                4,
+                60_000,
+                ConnectionState::Draining {
+                    deadline_ms: 500,
+                    reason: "operator".into(),
+                },
+            ),
+        )];
+        assert!(keeper.expired(&draining, t0, 499).is_empty());
+        assert_eq!(
+            keeper.expired(&draining, t0, 500),
+            vec![ConnectionRef {
+                connection_id: 8,
+                generation: 4
+            }]
+        );
+    }
+}

@@ -178,9 +178,9 @@ pub(crate) async fn run_expiry(core: Arc<NodeCore>, stop: CancellationToken) {
                 continue;
             }
         };
-        let expired =
-            core.leases
-                .expired(&connections, Instant::now(), crate::leader::now_ms());
+        let expired = core
+            .leases
+            .expired(&connections, Instant::now(), crate::leader::now_ms());
         if expired.is_empty() {
             continue;
         }

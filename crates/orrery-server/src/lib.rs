@@ -14,9 +14,9 @@ mod filter;
 mod leader;
 mod leases;
 mod network;
+mod node;
 mod requests;
 mod routes;
-mod node;
 mod service;
 
 pub use config::Bootstrap;

@@ -518,8 +518,7 @@ fn serve(core: Arc<NodeCore>, listener: TcpListener, shutdown: CancellationToken
         pb::cluster_admin_server::ClusterAdminServer::new(AdminService::new(core.clone()));
     let provider_service =
         pb::provider_service_server::ProviderServiceServer::new(ProviderApi::new(core.clone()));
-    let registry_service =
-        pb::registry_server::RegistryServer::new(RegistryApi::new(core.clone()));
+    let registry_service = pb::registry_server::RegistryServer::new(RegistryApi::new(core.clone()));
     Box::pin(async move {
         let reflection = reflection.map_err(|e| {
             tracing::error!(error = %e, "reflection descriptors do not load");

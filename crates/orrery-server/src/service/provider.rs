@@ -87,9 +87,7 @@ impl ProviderService for ProviderApi {
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
         let r = request.into_inner();
         if r.request_id.is_none() {
-            return Err(self.status(&ApiError::InvalidName(
-                "request_id is required".into(),
-            )));
+            return Err(self.status(&ApiError::InvalidName("request_id is required".into())));
         }
         let cmd = Cmd::DeregisterConnection(ConnectionRef {
             connection_id: r.connection_id,
@@ -169,7 +167,12 @@ impl ProviderService for ProviderApi {
             .send(Ok(attached))
             .await
             .map_err(|_| Status::cancelled("the provider went away"))?;
-        tokio::spawn(control_loop(self.core.clone(), connection, incoming, replies));
+        tokio::spawn(control_loop(
+            self.core.clone(),
+            connection,
+            incoming,
+            replies,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 }
@@ -194,7 +197,11 @@ async fn control_loop(
                 }))
             }
             Some(pb::control_message::Body::DrainAck(ack)) => {
-                tracing::info!(connection = connection.connection_id, in_flight = ack.in_flight, "drain acknowledged");
+                tracing::info!(
+                    connection = connection.connection_id,
+                    in_flight = ack.in_flight,
+                    "drain acknowledged"
+                );
                 None
             }
             Some(pb::control_message::Body::ActiveModules(_)) => None,
@@ -223,11 +230,19 @@ async fn control_loop(
             break;
         };
         if let Some(reply) = reply {
-            if replies.send(Ok(pb::ControlReply { body: Some(reply) })).await.is_err() {
+            if replies
+                .send(Ok(pb::ControlReply { body: Some(reply) }))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
-        if let ConnectionState::Draining { deadline_ms, reason } = &record.state {
+        if let ConnectionState::Draining {
+            deadline_ms,
+            reason,
+        } = &record.state
+        {
             if !drain_sent {
                 drain_sent = true;
                 let drain = pb::DrainRequest {
@@ -365,7 +380,10 @@ type Invalid = (ApiError, String);
 /// The checks that need no state: names, endpoint, limits, schemas, lease.
 fn validate(r: pb::RegisterRequest) -> Result<Registration, Invalid> {
     let whole = |e: ApiError| (e, String::new());
-    if r.request_id.as_ref().is_none_or(|id| id.client_id.is_empty()) {
+    if r.request_id
+        .as_ref()
+        .is_none_or(|id| id.client_id.is_empty())
+    {
         return Err(whole(ApiError::InvalidName(
             "request_id with a client_id is required".into(),
         )));
@@ -406,14 +424,16 @@ fn validate(r: pb::RegisterRequest) -> Result<Registration, Invalid> {
     let mut modules = Vec::with_capacity(r.modules.len());
     for (i, m) in r.modules.into_iter().enumerate() {
         let at = |field: &str| format!("modules[{i}].{field}");
-        ModuleName::parse(&m.name).map_err(|e| (ApiError::InvalidName(e.to_string()), at("name")))?;
+        ModuleName::parse(&m.name)
+            .map_err(|e| (ApiError::InvalidName(e.to_string()), at("name")))?;
         if !names.insert(m.name.clone()) {
             return Err((
                 ApiError::InvalidName(format!("module {:?} is declared twice", m.name)),
                 at("name"),
             ));
         }
-        check_version(&m.version).map_err(|e| (ApiError::InvalidName(e.to_string()), at("version")))?;
+        check_version(&m.version)
+            .map_err(|e| (ApiError::InvalidName(e.to_string()), at("version")))?;
         if m.description.chars().count() > limits::MAX_DESCRIPTION_LEN {
             return Err((
                 ApiError::LimitExceeded(format!(
@@ -426,7 +446,10 @@ fn validate(r: pb::RegisterRequest) -> Result<Registration, Invalid> {
         check_labels(&m.tags).map_err(|e| (e, at("tags")))?;
         let schema = |field: &str, schema: Option<pb::TypeSchema>| {
             let schema = schema.ok_or_else(|| {
-                (ApiError::InvalidSchema(format!("{field} is required")), at(field))
+                (
+                    ApiError::InvalidSchema(format!("{field} is required")),
+                    at(field),
+                )
             })?;
             to_ctype(&schema).map_err(|e| (ApiError::InvalidSchema(e.to_string()), at(field)))
         };

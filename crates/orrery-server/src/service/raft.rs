@@ -12,6 +12,7 @@ use orrery_proto::pb;
 use orrery_proto::pb::raft_service_server::RaftService;
 use orrery_store::NodeId;
 use orrery_store::TypeConfig;
+use orrery_types::cmd::ConnectionRef;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::Request;
@@ -135,11 +136,52 @@ impl RaftService for RaftRpcService {
 
     async fn renew_leases(
         &self,
-        _request: Request<pb::RenewLeasesRequest>,
+        request: Request<pb::RenewLeasesRequest>,
     ) -> Result<Response<pb::RenewLeasesResponse>, Status> {
-        Err(to_status(
-            &ApiError::Unimplemented("lease renewal is not served yet".into()),
-            &self.core.leader_hint(),
-        ))
+        let r = request.into_inner();
+        if r.cluster_id != self.core.cluster_id {
+            return Err(to_status(
+                &ApiError::ClusterMismatch {
+                    ours: self.core.cluster_id.clone(),
+                    theirs: r.cluster_id,
+                },
+                &self.core.leader_hint(),
+            ));
+        }
+        let leader = self.core.leader_id();
+        if leader != Some(self.core.id) {
+            return Ok(Response::new(pb::RenewLeasesResponse {
+                results: vec![],
+                leader_id: leader.unwrap_or(0),
+            }));
+        }
+        let renewals: Vec<ConnectionRef> = r
+            .renewals
+            .iter()
+            .map(|l| ConnectionRef {
+                connection_id: l.connection_id,
+                generation: l.generation,
+            })
+            .collect();
+        let renewed = self.core.leases.renew(&renewals, |id| {
+            self.core.reader.connection(id).ok().flatten()
+        });
+        let results = renewals
+            .iter()
+            .zip(renewed)
+            .map(|(l, renewed)| pb::LeaseRenewalResult {
+                connection_id: l.connection_id,
+                renewed,
+                error: if renewed {
+                    pb::ErrorCode::Unspecified
+                } else {
+                    pb::ErrorCode::NotFound
+                } as i32,
+            })
+            .collect();
+        Ok(Response::new(pb::RenewLeasesResponse {
+            results,
+            leader_id: self.core.id,
+        }))
     }
 }

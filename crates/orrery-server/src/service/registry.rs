@@ -37,7 +37,10 @@ impl RegistryApi {
             .map_err(|e| to_status(&e, &self.core.leader_hint()))
     }
 
-    async fn list_modules(&self, r: pb::ListModulesRequest) -> Result<pb::ListModulesResponse, ApiError> {
+    async fn list_modules(
+        &self,
+        r: pb::ListModulesRequest,
+    ) -> Result<pb::ListModulesResponse, ApiError> {
         let stale = self.core.prepare_read(r.consistency).await?;
         let connections = self.core.reader.connections().map_err(internal)?;
         let modules = self
@@ -113,9 +116,8 @@ impl RegistryApi {
 
 #[tonic::async_trait]
 impl Registry for RegistryApi {
-    type WatchStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<pb::WatchResponse, Status>> + Send>,
-    >;
+    type WatchStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
     async fn list_modules(
         &self,
@@ -237,7 +239,10 @@ fn state_of(state: &ConnectionState) -> pb::ConnectionState {
 }
 
 /// A module record as the protocol shows it, with its serving connections.
-pub(crate) fn module_info(m: &ModuleRecord, connections: &[(u64, ConnectionRecord)]) -> pb::ModuleInfo {
+pub(crate) fn module_info(
+    m: &ModuleRecord,
+    connections: &[(u64, ConnectionRecord)],
+) -> pb::ModuleInfo {
     let serving = m
         .serving
         .iter()

@@ -23,6 +23,13 @@ use crate::errors::to_status;
 use crate::errors::ApiError;
 use crate::leader::LeaderOp;
 use crate::node::NodeCore;
+use crate::service::registry::provider_info;
+use orrery_types::cmd::Cmd;
+use orrery_types::cmd::CmdOutcome;
+use orrery_types::cmd::ConnectionRef;
+
+/// How long a drained provider gets when the operator names no deadline.
+const DEFAULT_DRAIN_DEADLINE_MS: u64 = 30_000;
 
 /// The `ClusterAdmin` implementation.
 pub(crate) struct AdminService {
@@ -32,6 +39,48 @@ pub(crate) struct AdminService {
 impl AdminService {
     pub(crate) fn new(core: Arc<NodeCore>) -> Self {
         Self { core }
+    }
+
+    /// Marks a connection Draining until `deadline_ms` from now (default 30 s).
+    async fn drain(
+        &self,
+        r: pb::DrainProviderRequest,
+    ) -> Result<pb::DrainProviderResponse, ApiError> {
+        self.core.read_barrier().await?;
+        let record = self
+            .core
+            .reader
+            .connection(r.connection_id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| ApiError::NotFound(format!("connection {}", r.connection_id)))?;
+        let deadline = if r.deadline_ms == 0 {
+            DEFAULT_DRAIN_DEADLINE_MS
+        } else {
+            r.deadline_ms
+        };
+        let cmd = Cmd::DrainConnection {
+            connection: ConnectionRef {
+                connection_id: r.connection_id,
+                generation: record.generation,
+            },
+            deadline_ms: crate::leader::now_ms() + deadline,
+            reason: "operator".into(),
+        };
+        let revision = match self.core.write_cmd(r.request_id, cmd).await? {
+            CmdOutcome::Draining { revision } => revision,
+            other => return Err(ApiError::Internal(format!("drain answered {other:?}"))),
+        };
+        self.core.read_barrier().await?;
+        let record = self
+            .core
+            .reader
+            .connection(r.connection_id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| ApiError::NotFound(format!("connection {}", r.connection_id)))?;
+        Ok(pb::DrainProviderResponse {
+            header: Some(self.core.header(Some(revision), false)?),
+            provider: Some(provider_info(r.connection_id, &record)),
+        })
     }
 
     fn answer<T>(&self, result: Result<T, ApiError>) -> Result<Response<T>, Status> {
@@ -143,10 +192,8 @@ impl ClusterAdmin for AdminService {
 
     async fn drain_provider(
         &self,
-        _request: Request<pb::DrainProviderRequest>,
+        request: Request<pb::DrainProviderRequest>,
     ) -> Result<Response<pb::DrainProviderResponse>, Status> {
-        self.answer(Err(ApiError::Unimplemented(
-            "draining providers is not served yet".into(),
-        )))
+        self.answer(self.drain(request.into_inner()).await)
     }
 }

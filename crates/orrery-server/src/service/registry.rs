@@ -1,6 +1,7 @@
 //! `Registry`: what callers use. Module and provider queries (linearizable by default,
 //! stale on request) answered from the local replica, and `Execute` routed through the
-//! node's executor pool, whose routes `routes.rs` keeps in step with the replica.
+//! node's executor pool, whose routes `routes.rs` keeps in step with the replica; `Watch`
+//! is in `watch.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::errors::to_status;
 use crate::errors::ApiError;
 use crate::executor_pool::ExecuteCall;
 use crate::node::NodeCore;
+use crate::service::watch::run_watch;
 
 /// The caller-facing gRPC service of a node.
 pub(crate) struct RegistryApi {
@@ -195,10 +197,12 @@ impl Registry for RegistryApi {
 
     async fn watch(
         &self,
-        _request: Request<pb::WatchRequest>,
+        request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.answer(Err(ApiError::Unimplemented(
-            "watch is not served by this version".into(),
+        let (out, stream) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(run_watch(self.core.clone(), request.into_inner(), out));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(stream),
         )))
     }
 }
@@ -223,7 +227,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Whether `namespace` is `prefix` or under it (whole segments); an empty prefix matches all.
-fn under_prefix(namespace: &str, prefix: &str) -> bool {
+pub(crate) fn under_prefix(namespace: &str, prefix: &str) -> bool {
     prefix.is_empty()
         || namespace == prefix
         || namespace

@@ -8,7 +8,7 @@
 //!
 //! - `--node`: the nodes, tried in order for `Register`; the control stream moves to the
 //!   next one when its node fails.
-//! - `--module`: KIND is `upper` (String -> String), `add` (Record{a: Int, b: Int} -> Int)
+//! - `--module`: KIND is `upper` (String -> String), `add` (Product{a: Int, b: Int} -> Int)
 //!   or `echo` (String -> String); VERSION defaults to `1.0.0`.
 //! - `--no-heartbeat`: attach but never heartbeat. `--hang`: calls are never answered.
 //!   `--fail`: calls answer RUNTIME_ERROR "failing on purpose".

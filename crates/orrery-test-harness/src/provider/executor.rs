@@ -28,7 +28,7 @@ use super::Events;
 pub enum ModuleKind {
     /// `String -> String`: upper-cases its input.
     Upper,
-    /// `Record{a: Int, b: Int} -> Int`: adds the two.
+    /// `Product{a: Int, b: Int} -> Int`: adds the two.
     Add,
     /// `String -> String`: answers its input.
     Echo,

@@ -84,12 +84,15 @@ struct Registered {
     heartbeat_interval: Duration,
 }
 
+/// The serial of the registration's request id.
+const REGISTER_SERIAL: u64 = 1;
+/// The serial of the deregistration's request id.
+const DEREGISTER_SERIAL: u64 = 2;
+
 /// How one control stream ended.
 enum StreamEnd {
-    /// Shutdown was requested.
-    Shutdown,
-    /// A drain was acknowledged.
-    Drained,
+    /// A drain or a shutdown ended the session, with the deregistration's outcome.
+    Done(Result<(), SessionError>),
     /// The node or the link failed; `attached` says whether the stream got that far.
     Lost { reason: String, attached: bool },
     /// The node refused the stream for good.
@@ -108,7 +111,6 @@ pub async fn run_session(
         config,
         in_flight,
         events,
-        serial: 0,
     };
     session.run(shutdown).await
 }
@@ -117,11 +119,10 @@ struct Session {
     config: SessionConfig,
     in_flight: Arc<AtomicU32>,
     events: Events,
-    serial: u64,
 }
 
 impl Session {
-    async fn run(mut self, shutdown: CancellationToken) -> Result<(), SessionError> {
+    async fn run(self, shutdown: CancellationToken) -> Result<(), SessionError> {
         let registered = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             registered = self.register() => registered?,
@@ -129,7 +130,7 @@ impl Session {
         let mut node = registered.node;
         loop {
             match self.control(&registered, node, &shutdown).await {
-                StreamEnd::Shutdown | StreamEnd::Drained => break,
+                StreamEnd::Done(deregistered) => return deregistered,
                 StreamEnd::Refused(reason) => return Err(SessionError::Refused(reason)),
                 StreamEnd::Lost { reason, attached } => {
                     self.emit(json!({
@@ -147,26 +148,25 @@ impl Session {
                 }
             }
         }
-        self.deregister(&registered, node).await
+        self.deregister(&registered, node, None).await
     }
 
     fn emit(&self, event: serde_json::Value) {
         let _ = self.events.send(event);
     }
 
-    fn request_id(&mut self) -> pb::RequestId {
-        self.serial += 1;
+    fn request_id(&self, serial: u64) -> pb::RequestId {
         pb::RequestId {
             client_id: self.config.client_id.clone(),
-            serial: self.serial,
+            serial,
         }
     }
 
     /// Registers with the first node that answers, retrying the same request on the next
     /// node when one fails before the outcome is known.
-    async fn register(&mut self) -> Result<Registered, SessionError> {
+    async fn register(&self) -> Result<Registered, SessionError> {
         let request = pb::RegisterRequest {
-            request_id: Some(self.request_id()),
+            request_id: Some(self.request_id(REGISTER_SERIAL)),
             namespace: self.config.namespace.clone(),
             group_id: self.config.group.clone(),
             executor_endpoint: self.config.executor_endpoint.clone(),
@@ -274,7 +274,7 @@ impl Session {
             generation: registered.generation,
         }))
         .await;
-        let mut client = ProviderServiceClient::new(channel);
+        let mut client = ProviderServiceClient::new(channel.clone());
         let mut replies = match client.control_plane(outgoing).await {
             Ok(replies) => replies.into_inner(),
             Err(status) => return ended(status, false),
@@ -297,7 +297,9 @@ impl Session {
         let mut sequence = 0;
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+                _ = shutdown.cancelled() => {
+                    return StreamEnd::Done(self.deregister(registered, node, Some(channel)).await);
+                }
                 _ = ticker.tick(), if self.config.heartbeat => {
                     sequence += 1;
                     let heartbeat = pb::Heartbeat {
@@ -317,7 +319,9 @@ impl Session {
                             "in_flight": in_flight,
                         }));
                         let _ = send(Message::DrainAck(pb::DrainAck { in_flight })).await;
-                        return StreamEnd::Drained;
+                        // Deregister while the stream is still open (and on its connection),
+                        // so that the ack is written before the stream goes.
+                        return StreamEnd::Done(self.deregister(registered, node, Some(channel)).await);
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => {
@@ -329,14 +333,15 @@ impl Session {
         }
     }
 
-    /// Deregisters, on `nodes[first]` first, then on the others.
+    /// Deregisters, on `nodes[first]` first (over `channel` when given), then on the others.
     async fn deregister(
-        &mut self,
+        &self,
         registered: &Registered,
         first: usize,
+        mut channel: Option<Channel>,
     ) -> Result<(), SessionError> {
         let request = pb::DeregisterRequest {
-            request_id: Some(self.request_id()),
+            request_id: Some(self.request_id(DEREGISTER_SERIAL)),
             connection_id: registered.connection_id,
             generation: registered.generation,
         };
@@ -344,7 +349,11 @@ impl Session {
         let mut failures = Vec::new();
         for node in (0..count).map(|i| (first + i) % count) {
             let address = &self.config.nodes[node];
-            let answer = match connect(address).await {
+            let connected = match channel.take() {
+                Some(channel) => Ok(channel),
+                None => connect(address).await,
+            };
+            let answer = match connected {
                 Ok(channel) => ProviderServiceClient::new(channel)
                     .deregister(request.clone())
                     .await

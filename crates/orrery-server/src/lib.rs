@@ -1,7 +1,7 @@
 //! The Orrery node: one tonic server per node serving the node-to-node `RaftService`, the
 //! operators' `ClusterAdmin`, gRPC health and reflection; the Raft network over tonic with
 //! fault injection ([`TransportFilter`]); forwarding of writes to the leader; and
-//! linearizable or stale reads.
+//! linearizable or stale reads; and the [`executor_pool`] that calls providers' modules.
 //!
 //! Start a node with [`Node::start`], giving it a [`NodeConfig`], a bound listener and a
 //! cancellation token; cancel the token and await [`NodeHandle::wait`] to stop it.
@@ -10,6 +10,7 @@
 mod batcher;
 mod config;
 mod errors;
+pub mod executor_pool;
 mod filter;
 mod leader;
 mod leases;

@@ -6,10 +6,12 @@
 //! the shared [`TransportFilter`]. Every wait is on Raft metrics with a deadline, never a
 //! fixed sleep. [`ClusterClient`] talks `ClusterAdmin` to the cluster the way an operator
 //! tool would: it follows the leader hint and moves to the next node when one is
-//! unavailable.
+//! unavailable. [`provider`] is a provider speaking the raw provider protocol, behind the
+//! `orrery-test-provider` binary.
 
 mod client;
 mod cluster;
+pub mod provider;
 
 pub use client::ClusterClient;
 pub use cluster::ClusterOptions;

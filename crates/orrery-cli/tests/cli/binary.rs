@@ -262,3 +262,54 @@ async fn answers_and_refusals_through_the_binary() {
     );
     assert!(run.stdout.is_empty());
 }
+
+/// `exec` with an input that does not fit the module's input type exits 2
+/// with the codec's path, and never calls Execute; an `ExecutionError`
+/// exits 1 with `error: <CODE>: <message>`.
+/// Steps: exec `acme.upper` with `text` as a number; check the exit code,
+/// the stderr line and the node's calls; exec `acme.fail` with a good
+/// input; check the exit code, stderr and stdout.
+#[tokio::test]
+async fn exec_failures_through_the_binary() {
+    let home = tempfile::tempdir().unwrap();
+    let node = FakeNode::start(Behaviour::Answer { node_id: 1 }).await;
+    let endpoints = [("ORRERY_ENDPOINTS", node.endpoint())];
+    let env: Vec<(&str, &str)> = endpoints.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let run = orrery(
+        home.path(),
+        &[
+            "exec",
+            "acme.upper",
+            "--input",
+            r#"{"text": 5, "times": 2}"#,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: invalid --input for acme.upper: $.text: expected String, found JSON number\n"
+    );
+    assert!(run.stdout.is_empty());
+    let methods: Vec<&str> = node.calls().iter().map(|c| c.method).collect();
+    assert_eq!(methods, ["get_module"]);
+
+    let run = orrery(
+        home.path(),
+        &[
+            "exec",
+            "acme.fail",
+            "--input",
+            r#"{"text": "a", "times": 1}"#,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr, "error: RUNTIME_ERROR: upper exploded\n");
+    assert!(run.stdout.is_empty());
+    let methods: Vec<&str> = node.calls().iter().map(|c| c.method).collect();
+    assert_eq!(methods, ["get_module", "get_module", "execute"]);
+}

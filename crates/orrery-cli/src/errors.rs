@@ -19,13 +19,16 @@ use orrery_proto::pb;
 /// The command did what was asked.
 pub const EXIT_OK: u8 = 0;
 /// The cluster answered and refused the request (a typed error such as
-/// `NAMESPACE_OWNED` or `NOT_FOUND`), or the answer could not be used.
+/// `NAMESPACE_OWNED` or `NOT_FOUND`), a module call failed (`exec`), a
+/// watch's start is compacted, or the answer could not be used.
 pub const EXIT_REFUSED: u8 = 1;
-/// The command line, the environment or the config file is wrong; nothing
-/// was sent. Clap's own usage errors exit with the same code.
+/// The command line, the environment or the config file is wrong, or an
+/// `exec --input` does not fit the module's input type; nothing was sent
+/// (executed). Clap's own usage errors exit with the same code.
 pub const EXIT_USAGE: u8 = 2;
-/// No endpoint answered in time, or the cluster has no quorum: the request
-/// may or may not have taken effect.
+/// No endpoint answered in time, or the cluster has no quorum, or a module
+/// call timed out or found no provider: the request may or may not have
+/// taken effect.
 pub const EXIT_UNAVAILABLE: u8 = 3;
 
 /// One node's error answer, decoded from a `tonic::Status` and the

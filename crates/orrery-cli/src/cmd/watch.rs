@@ -93,6 +93,12 @@ pub async fn run(
                 }
             }
         }
+        // A node that accepts watches and drops them at once must not be
+        // hammered: pause as the client does between rounds.
+        tokio::select! {
+            () = tokio::time::sleep(client.config().retry_backoff) => {}
+            () = &mut stop => return Ok(()),
+        }
     }
 }
 

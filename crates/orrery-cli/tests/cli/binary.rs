@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{closed_endpoint, Behaviour, FakeNode};
+use crate::support::{closed_endpoint, Behaviour, FakeNode, WatchScript};
 use orrery_proto::pb;
 
 /// What one run of the binary did.
@@ -312,4 +312,49 @@ async fn exec_failures_through_the_binary() {
     assert!(run.stdout.is_empty());
     let methods: Vec<&str> = node.calls().iter().map(|c| c.method).collect();
     assert_eq!(methods, ["get_module", "get_module", "execute"]);
+}
+
+/// `watch` through the binary: the server ending the stream exits 0 after
+/// the events; a compacted start exits 1 with one `error:` line.
+/// Steps: script one event and the end; run `watch`; script `compacted`;
+/// run `watch --from 2`; compare exit codes and both streams.
+#[tokio::test]
+async fn watch_through_the_binary() {
+    let home = tempfile::tempdir().unwrap();
+    let node = FakeNode::start(Behaviour::Answer { node_id: 1 }).await;
+    let endpoint = node.endpoint();
+    let env = [("ORRERY_ENDPOINTS", endpoint.as_str())];
+    node.set_watch(WatchScript {
+        messages: vec![pb::WatchResponse {
+            body: Some(pb::watch_response::Body::Event(pb::WatchEvent {
+                revision: 4,
+                kind: pb::ChangeKind::ModuleRemoved as i32,
+                key: "acme.old".into(),
+                object: None,
+            })),
+        }],
+        then_break: false,
+    });
+    let run = orrery(home.path(), &["watch"], &env).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "4 MODULE_REMOVED acme.old\n");
+    assert!(run.stderr.is_empty(), "{run:?}");
+
+    node.set_watch(WatchScript {
+        messages: vec![pb::WatchResponse {
+            body: Some(pb::watch_response::Body::Compacted(pb::WatchCompacted {
+                oldest_revision: 10,
+                current_revision: 12,
+            })),
+        }],
+        then_break: false,
+    });
+    let run = orrery(home.path(), &["watch", "--from", "2"], &env).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: watch from revision 2 is compacted: the oldest kept revision is 10 \
+         (current 12); list the current state and watch from its revision + 1\n"
+    );
 }

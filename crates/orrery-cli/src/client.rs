@@ -21,6 +21,10 @@
 //! Each try sends the same message, so a write must carry its
 //! [`pb::RequestId`] (from [`Client::request_id`]) for the retry to be safe:
 //! the cluster answers a repeated id with the first answer.
+//!
+//! A server stream (`watch`) is opened with [`Client::call`] too; when it
+//! breaks later, outside any call, [`Client::skip_current`] moves the
+//! client on to the next endpoint before the stream is opened again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -371,7 +375,7 @@ impl Client {
 
     /// A connected channel to the first endpoint that accepts a connection,
     /// in the order [`Client::call`] uses, with its `host:port`. For
-    /// streaming RPCs (watch, registration) that outlive one time budget
+    /// streaming RPCs (provider registration) that outlive one time budget
     /// and handle their own reconnection. Gives up after the time budget.
     pub async fn connect_any(&self) -> Result<(String, Channel), ClientError> {
         let deadline = Instant::now() + self.config.timeout;

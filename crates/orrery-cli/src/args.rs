@@ -82,6 +82,16 @@ pub enum Command {
     /// Operator reservations of namespaces, and what owns each namespace.
     #[command(subcommand, visible_alias = "ns")]
     Namespaces(NamespacesCommand),
+    /// Provider connections: list, show, drain.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+    /// Modules and the connections serving them.
+    #[command(subcommand)]
+    Modules(ModulesCommand),
+    /// Run a module once through the cluster.
+    Exec(ExecArgs),
+    /// Stream registry changes until the server ends the stream or Ctrl-C.
+    Watch(WatchArgs),
     /// The command line's own settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -242,6 +252,92 @@ pub enum NamespacesCommand {
         #[arg(long, value_enum, default_value_t)]
         consistency: Consistency,
     },
+}
+
+/// `orrery providers ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ProvidersCommand {
+    /// List provider connections, ordered by id.
+    List {
+        /// Only connections of this namespace and those under it.
+        #[arg(long, value_name = "NAMESPACE")]
+        namespace: Option<String>,
+        /// How fresh the answer must be.
+        #[arg(long, value_enum, default_value_t)]
+        consistency: Consistency,
+    },
+    /// Show one provider connection.
+    Show {
+        /// The connection id.
+        id: u64,
+        /// How fresh the answer must be.
+        #[arg(long, value_enum, default_value_t)]
+        consistency: Consistency,
+    },
+    /// Stop routing calls to a connection and remove it after a deadline.
+    Drain {
+        /// The connection id.
+        id: u64,
+        /// How long the provider gets to finish its calls, e.g. `30s`, `2m`.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        deadline: Duration,
+    },
+}
+
+/// `orrery modules ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ModulesCommand {
+    /// List modules, ordered by qualified name.
+    List {
+        /// Only modules of this namespace and those under it.
+        #[arg(long, value_name = "NAMESPACE")]
+        namespace: Option<String>,
+        /// How fresh the answer must be.
+        #[arg(long, value_enum, default_value_t)]
+        consistency: Consistency,
+    },
+    /// Show one module: types, serving connections, tags, revisions.
+    Show {
+        /// The qualified name, `namespace.name`.
+        name: String,
+        /// How fresh the answer must be.
+        #[arg(long, value_enum, default_value_t)]
+        consistency: Consistency,
+    },
+}
+
+/// `orrery exec`: one call of a module. The global `--timeout` is the
+/// call's time budget (30s unless a flag, variable or file sets it).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ExecArgs {
+    /// The module, `namespace.name`.
+    #[arg(value_name = "NS.MODULE")]
+    pub module: String,
+    /// The input as JSON, read against the module's input type.
+    #[arg(long, value_name = "JSON")]
+    pub input: String,
+    /// Metadata passed to the provider untouched; repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    pub metadata: Vec<(String, String)>,
+}
+
+/// `orrery watch`: registry changes as they happen.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct WatchArgs {
+    /// The first revision to show; 0: changes from now on.
+    #[arg(long = "from", value_name = "REV", default_value_t = 0)]
+    pub from: u64,
+    /// Only changes under this namespace (whole segments); repeatable.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Vec<String>,
+}
+
+/// Reads `KEY=VALUE`; the key may not be empty, the value may.
+pub fn parse_metadata(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("invalid metadata {text:?}: expected KEY=VALUE")),
+    }
 }
 
 /// `orrery config ...`.
@@ -439,6 +535,64 @@ mod tests {
         );
     }
 
+    /// The new commands read their arguments: metadata pairs, a drain
+    /// deadline as a duration, repeated watch prefixes.
+    /// Steps: parse `exec`, `providers drain` and `watch`; compare.
+    #[test]
+    fn registry_commands_parse() {
+        let Command::Exec(exec) = parse(&[
+            "exec",
+            "acme.upper",
+            "--input",
+            "{\"a\":1}",
+            "--metadata",
+            "k=v=w",
+            "--metadata",
+            "e=",
+        ])
+        .unwrap()
+        .cli
+        .command
+        else {
+            panic!("not exec")
+        };
+        assert_eq!(
+            exec.metadata,
+            [("k".into(), "v=w".into()), ("e".into(), String::new())]
+        );
+        let Command::Providers(drain) = parse(&["providers", "drain", "7", "--deadline", "2m"])
+            .unwrap()
+            .cli
+            .command
+        else {
+            panic!("not providers")
+        };
+        assert_eq!(
+            drain,
+            ProvidersCommand::Drain {
+                id: 7,
+                deadline: Duration::from_secs(120)
+            }
+        );
+        let Command::Watch(watch) = parse(&[
+            "watch",
+            "--from",
+            "9",
+            "--namespace",
+            "a",
+            "--namespace",
+            "b.c",
+        ])
+        .unwrap()
+        .cli
+        .command
+        else {
+            panic!("not watch")
+        };
+        assert_eq!(watch.from, 9);
+        assert_eq!(watch.namespace, ["a", "b.c"]);
+    }
+
     /// Usage errors are clap errors with exit code 2; help exits 0.
     /// Steps: parse a missing `--group`, a bad id, a bad output format, a bad
     /// timeout and `--help`; check each error's exit code.
@@ -452,6 +606,17 @@ mod tests {
             &["cluster", "status", "--timeout", "0s"],
             &["cluster"],
             &["node"],
+            &["exec", "acme.upper"],
+            &[
+                "exec",
+                "acme.upper",
+                "--input",
+                "{}",
+                "--metadata",
+                "novalue",
+            ],
+            &["providers", "drain", "7", "--deadline", "soon"],
+            &["watch", "--from", "-1"],
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

@@ -21,6 +21,10 @@
 //! Each try sends the same message, so a write must carry its
 //! [`pb::RequestId`] (from [`Client::request_id`]) for the retry to be safe:
 //! the cluster answers a repeated id with the first answer.
+//!
+//! A server stream (`watch`) is opened with [`Client::call`] too; when it
+//! breaks later, outside any call, [`Client::skip_current`] moves the
+//! client on to the next endpoint before the stream is opened again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -30,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use orrery_proto::pb;
 use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
+use orrery_proto::pb::registry_client::RegistryClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::errors::{ApiError, ClientError};
@@ -334,9 +339,43 @@ impl Client {
         .await
     }
 
+    /// [`Client::call`] on the `Registry` service. Example:
+    ///
+    /// ```no_run
+    /// # async fn f(client: &orrery_cli::client::Client) -> Result<(), orrery_cli::errors::ClientError> {
+    /// use orrery_proto::pb::ListModulesRequest;
+    /// let modules = client
+    ///     .registry(ListModulesRequest::default(), |mut registry, request| async move {
+    ///         registry.list_modules(request).await
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn registry<M, T, F, Fut>(&self, message: M, mut rpc: F) -> Result<T, ClientError>
+    where
+        M: Clone,
+        F: FnMut(RegistryClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call(message, |channel, request| {
+            rpc(RegistryClient::new(channel), request)
+        })
+        .await
+    }
+
+    /// Gives up on the endpoint that answered last, after it failed outside
+    /// a call (a stream it served broke): its connection is dropped and the
+    /// next call starts with the endpoint after it.
+    pub fn skip_current(&self) {
+        let mut state = self.lock();
+        let current = state.preferred.unwrap_or(0);
+        state.channels.remove(&current);
+        state.preferred = Some((current + 1) % state.targets.len());
+    }
+
     /// A connected channel to the first endpoint that accepts a connection,
     /// in the order [`Client::call`] uses, with its `host:port`. For
-    /// streaming RPCs (watch, registration) that outlive one time budget
+    /// streaming RPCs (provider registration) that outlive one time budget
     /// and handle their own reconnection. Gives up after the time budget.
     pub async fn connect_any(&self) -> Result<(String, Channel), ClientError> {
         let deadline = Instant::now() + self.config.timeout;
@@ -563,6 +602,16 @@ mod tests {
         let client =
             Client::new(ClientConfig::new(vec!["a:1".into(), "http://a:1".into()])).unwrap();
         assert_eq!(client.lock().targets.len(), 1);
+        assert_eq!(client.current_endpoint(), "a:1");
+    }
+
+    /// Skipping the current endpoint moves to the next one, wrapping.
+    #[test]
+    fn skips_to_the_next_endpoint() {
+        let client = Client::new(ClientConfig::new(vec!["a:1".into(), "b:2".into()])).unwrap();
+        client.skip_current();
+        assert_eq!(client.current_endpoint(), "b:2");
+        client.skip_current();
         assert_eq!(client.current_endpoint(), "a:1");
     }
 }

@@ -19,13 +19,16 @@ use orrery_proto::pb;
 /// The command did what was asked.
 pub const EXIT_OK: u8 = 0;
 /// The cluster answered and refused the request (a typed error such as
-/// `NAMESPACE_OWNED` or `NOT_FOUND`), or the answer could not be used.
+/// `NAMESPACE_OWNED` or `NOT_FOUND`), a module call failed (`exec`), a
+/// watch's start is compacted, or the answer could not be used.
 pub const EXIT_REFUSED: u8 = 1;
-/// The command line, the environment or the config file is wrong; nothing
-/// was sent. Clap's own usage errors exit with the same code.
+/// The command line, the environment or the config file is wrong, or an
+/// `exec --input` does not fit the module's input type; nothing was sent
+/// (executed). Clap's own usage errors exit with the same code.
 pub const EXIT_USAGE: u8 = 2;
-/// No endpoint answered in time, or the cluster has no quorum: the request
-/// may or may not have taken effect.
+/// No endpoint answered in time, or the cluster has no quorum, or a module
+/// call timed out or found no provider: the request may or may not have
+/// taken effect.
 pub const EXIT_UNAVAILABLE: u8 = 3;
 
 /// One node's error answer, decoded from a `tonic::Status` and the
@@ -254,15 +257,66 @@ pub enum CliError {
     /// A node failed to start or stopped with an error.
     #[error("node: {0}")]
     Node(#[from] orrery_server::NodeError),
+    /// `orrery exec --input` does not fit the module's input type (or is
+    /// not JSON); nothing was executed.
+    #[error("invalid --input for {module}: {source}")]
+    InvalidInput {
+        /// The module's qualified name.
+        module: String,
+        /// The codec's explanation, with the path in the value.
+        source: orrery_types::CodecError,
+    },
+    /// The module was called and failed: the `ExecutionError` of the answer.
+    #[error("{}: {message}", execution_code_name(*.code))]
+    Execution {
+        /// The kind of failure.
+        code: pb::ExecutionErrorCode,
+        /// The explanation.
+        message: String,
+    },
+    /// A watch asked for a revision the cluster no longer keeps.
+    #[error(
+        "watch from revision {from} is compacted: the oldest kept revision is {oldest} \
+         (current {current}); list the current state and watch from its revision + 1"
+    )]
+    Compacted {
+        /// The revision asked for.
+        from: u64,
+        /// The oldest revision still kept.
+        oldest: u64,
+        /// The current revision.
+        current: u64,
+    },
+    /// A node's answer could not be used (e.g. a malformed type or value).
+    #[error("unusable answer: {0}")]
+    BadAnswer(String),
+}
+
+/// An execution error code without its `EXECUTION_ERROR_CODE_` prefix
+/// (`RUNTIME_ERROR`).
+pub fn execution_code_name(code: pb::ExecutionErrorCode) -> &'static str {
+    let name = code.as_str_name();
+    name.strip_prefix("EXECUTION_ERROR_CODE_").unwrap_or(name)
 }
 
 impl CliError {
     /// The process exit code; see the module documentation.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) => EXIT_USAGE,
+            CliError::Config(_) | CliError::InvalidInput { .. } => EXIT_USAGE,
             CliError::Client(e) => e.exit_code(),
-            CliError::Output(_) | CliError::Listen { .. } | CliError::Node(_) => EXIT_REFUSED,
+            // Like the cluster's own TIMEOUT and UNAVAILABLE: the call may
+            // succeed later.
+            CliError::Execution {
+                code: pb::ExecutionErrorCode::Timeout | pb::ExecutionErrorCode::Unavailable,
+                ..
+            } => EXIT_UNAVAILABLE,
+            CliError::Execution { .. }
+            | CliError::Compacted { .. }
+            | CliError::BadAnswer(_)
+            | CliError::Output(_)
+            | CliError::Listen { .. }
+            | CliError::Node(_) => EXIT_REFUSED,
         }
     }
 
@@ -389,6 +443,10 @@ mod tests {
                 leader_addr: None,
             }))
         };
+        let execution = |code| CliError::Execution {
+            code,
+            message: "m".into(),
+        };
         use pb::ErrorCode as E;
         use tonic::Code as G;
         let cases = [
@@ -413,6 +471,35 @@ mod tests {
                 EXIT_UNAVAILABLE,
             ),
             (CliError::Client(ClientError::NoEndpoints), EXIT_USAGE),
+            (
+                CliError::InvalidInput {
+                    module: "acme.upper".into(),
+                    source: orrery_types::CodecError::Json("eof".into()),
+                },
+                EXIT_USAGE,
+            ),
+            (
+                execution(pb::ExecutionErrorCode::RuntimeError),
+                EXIT_REFUSED,
+            ),
+            (execution(pb::ExecutionErrorCode::TypeError), EXIT_REFUSED),
+            (
+                execution(pb::ExecutionErrorCode::ModuleNotFound),
+                EXIT_REFUSED,
+            ),
+            (execution(pb::ExecutionErrorCode::Timeout), EXIT_UNAVAILABLE),
+            (
+                execution(pb::ExecutionErrorCode::Unavailable),
+                EXIT_UNAVAILABLE,
+            ),
+            (
+                CliError::Compacted {
+                    from: 1,
+                    oldest: 5,
+                    current: 9,
+                },
+                EXIT_REFUSED,
+            ),
             (
                 CliError::Config(ConfigError::Parse {
                     path: "c.toml".into(),

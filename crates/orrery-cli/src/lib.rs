@@ -25,10 +25,11 @@ pub mod output;
 
 use args::{Command, ConfigCommand, Invocation};
 use client::Client;
-use config::Settings;
+use config::{Settings, Source};
 use errors::CliError;
 
-/// Runs a parsed command line and returns the text to print.
+/// Runs a parsed command line and returns the text to print. `watch`
+/// prints its events as they come and returns no text.
 pub async fn run(invocation: Invocation) -> Result<String, CliError> {
     let Invocation { cli, sources } = invocation;
     let file = config::load(cli.global.config.as_deref())?;
@@ -46,6 +47,32 @@ pub async fn run(invocation: Invocation) -> Result<String, CliError> {
         Command::Namespaces(command) => {
             let client = Client::new(settings.client_config())?;
             Ok(cmd::namespaces::run(&client, format, command).await?)
+        }
+        Command::Providers(command) => {
+            let client = Client::new(settings.client_config())?;
+            Ok(cmd::providers::run(&client, format, command).await?)
+        }
+        Command::Modules(command) => {
+            let client = Client::new(settings.client_config())?;
+            Ok(cmd::modules::run(&client, format, command).await?)
+        }
+        Command::Exec(args) => {
+            let mut config = settings.client_config();
+            if settings.timeout_source == Source::Default {
+                config.timeout = cmd::exec::DEFAULT_TIMEOUT;
+            }
+            cmd::exec::run(&Client::new(config)?, format, args).await
+        }
+        Command::Watch(args) => {
+            let client = Client::new(settings.client_config())?;
+            let ctrl_c = async {
+                // Without a signal handler, only the server ends the watch.
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            cmd::watch::run(&client, format, args, &mut std::io::stdout(), ctrl_c).await?;
+            Ok(String::new())
         }
         Command::Node(args) => {
             logging::init(args.log_format);

@@ -5,5 +5,9 @@
 
 pub mod cluster;
 pub mod dev;
+pub mod exec;
+pub mod modules;
 pub mod namespaces;
 pub mod node;
+pub mod providers;
+pub mod watch;

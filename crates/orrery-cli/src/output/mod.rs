@@ -1,14 +1,19 @@
 //! How answers are shown: a human table (the default) or stable JSON.
 //!
 //! Every command turns its response message into a view (a plain struct in
-//! [`cluster`] or [`namespaces`]) that implements [`Render`]: `serde` gives
+//! [`cluster`], [`namespaces`], [`providers`] or [`modules`]) that
+//! implements [`Render`]: `serde` gives
 //! the JSON (field names and shapes documented in `docs/cli.md`; lists are
 //! JSON arrays), [`Render::table`] the text for people. Nothing here talks
-//! to the cluster, so every format is tested on sample responses.
+//! to the cluster, so every format is tested on sample responses. `watch`
+//! prints one line per event instead ([`watch`]).
 
 pub mod cluster;
+pub mod modules;
 pub mod namespaces;
+pub mod providers;
 pub mod settings;
+pub mod watch;
 
 use std::io::Write;
 
@@ -37,8 +42,9 @@ pub fn render<T: Render + ?Sized>(format: OutputFormat, view: &T) -> String {
     match format {
         OutputFormat::Table => view.table(),
         OutputFormat::Json => {
-            // Views hold only strings, numbers, booleans, options and
-            // vectors: serialization cannot fail.
+            // Views hold only strings, numbers, booleans, options, maps
+            // with string keys, vectors and JSON trees: serialization
+            // cannot fail.
             let mut json = serde_json::to_string_pretty(view).expect("views serialize to JSON");
             json.push('\n');
             json

@@ -68,7 +68,8 @@ impl From<Option<&pb::ResponseHeader>> for ReadNote {
 }
 
 impl ReadNote {
-    fn line(&self) -> String {
+    /// The note under a table: empty for linearizable reads.
+    pub(crate) fn line(&self) -> String {
         match self.stale {
             Some((node, 0)) => format!("(stale read from node {node})\n"),
             Some((node, ms)) => {

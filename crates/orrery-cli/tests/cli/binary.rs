@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{closed_endpoint, Behaviour, FakeNode};
+use crate::support::{closed_endpoint, Behaviour, FakeNode, WatchScript};
 use orrery_proto::pb;
 
 /// What one run of the binary did.
@@ -261,4 +261,100 @@ async fn answers_and_refusals_through_the_binary() {
         "error: namespace \"acme\" is owned by group \"search\" (NAMESPACE_OWNED)\n"
     );
     assert!(run.stdout.is_empty());
+}
+
+/// `exec` with an input that does not fit the module's input type exits 2
+/// with the codec's path, and never calls Execute; an `ExecutionError`
+/// exits 1 with `error: <CODE>: <message>`.
+/// Steps: exec `acme.upper` with `text` as a number; check the exit code,
+/// the stderr line and the node's calls; exec `acme.fail` with a good
+/// input; check the exit code, stderr and stdout.
+#[tokio::test]
+async fn exec_failures_through_the_binary() {
+    let home = tempfile::tempdir().unwrap();
+    let node = FakeNode::start(Behaviour::Answer { node_id: 1 }).await;
+    let endpoints = [("ORRERY_ENDPOINTS", node.endpoint())];
+    let env: Vec<(&str, &str)> = endpoints.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let run = orrery(
+        home.path(),
+        &[
+            "exec",
+            "acme.upper",
+            "--input",
+            r#"{"text": 5, "times": 2}"#,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: invalid --input for acme.upper: $.text: expected String, found JSON number\n"
+    );
+    assert!(run.stdout.is_empty());
+    let methods: Vec<&str> = node.calls().iter().map(|c| c.method).collect();
+    assert_eq!(methods, ["get_module"]);
+
+    let run = orrery(
+        home.path(),
+        &[
+            "exec",
+            "acme.fail",
+            "--input",
+            r#"{"text": "a", "times": 1}"#,
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr, "error: RUNTIME_ERROR: upper exploded\n");
+    assert!(run.stdout.is_empty());
+    let methods: Vec<&str> = node.calls().iter().map(|c| c.method).collect();
+    assert_eq!(methods, ["get_module", "get_module", "execute"]);
+}
+
+/// `watch` through the binary: the server ending the stream exits 0 after
+/// the events; a compacted start exits 1 with one `error:` line.
+/// Steps: script one event and the end; run `watch`; script `compacted`;
+/// run `watch --from 2`; compare exit codes and both streams.
+#[tokio::test]
+async fn watch_through_the_binary() {
+    let home = tempfile::tempdir().unwrap();
+    let node = FakeNode::start(Behaviour::Answer { node_id: 1 }).await;
+    let endpoint = node.endpoint();
+    let env = [("ORRERY_ENDPOINTS", endpoint.as_str())];
+    node.set_watch(WatchScript {
+        messages: vec![pb::WatchResponse {
+            body: Some(pb::watch_response::Body::Event(pb::WatchEvent {
+                revision: 4,
+                kind: pb::ChangeKind::ModuleRemoved as i32,
+                key: "acme.old".into(),
+                object: None,
+            })),
+        }],
+        then_break: false,
+    });
+    let run = orrery(home.path(), &["watch"], &env).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "4 MODULE_REMOVED acme.old\n");
+    assert!(run.stderr.is_empty(), "{run:?}");
+
+    node.set_watch(WatchScript {
+        messages: vec![pb::WatchResponse {
+            body: Some(pb::watch_response::Body::Compacted(pb::WatchCompacted {
+                oldest_revision: 10,
+                current_revision: 12,
+            })),
+        }],
+        then_break: false,
+    });
+    let run = orrery(home.path(), &["watch", "--from", "2"], &env).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: watch from revision 2 is compacted: the oldest kept revision is 10 \
+         (current 12); list the current state and watch from its revision + 1\n"
+    );
 }

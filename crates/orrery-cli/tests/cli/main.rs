@@ -4,4 +4,5 @@
 
 mod binary;
 mod failover;
+mod registry;
 mod support;

@@ -1,0 +1,100 @@
+//! `orrery exec NS.MODULE --input JSON`: one call of a module through the
+//! `Registry` service.
+//!
+//! 1. The module is read (stale consistency: any node's replica will do)
+//!    for its input and output types.
+//! 2. `--input` is decoded as typed JSON against the input type; a value
+//!    that does not fit is [`CliError::InvalidInput`] (exit code 2) and
+//!    nothing is executed.
+//! 3. `Registry.Execute` runs it, with the client's time budget as
+//!    `timeout_ms`. The output is printed as typed JSON against the output
+//!    type; an `ExecutionError` is [`CliError::Execution`].
+
+use std::time::Duration;
+
+use orrery_proto::pb;
+use orrery_types::{json, schema, wire, CType};
+
+use crate::args::ExecArgs;
+use crate::client::Client;
+use crate::cmd::modules::get_module;
+use crate::errors::CliError;
+use crate::output::modules::ExecView;
+use crate::output::{render, OutputFormat};
+
+/// The time budget of `exec` when no flag, variable or file sets `--timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `exec` and returns the text to print.
+pub async fn run(
+    client: &Client,
+    format: OutputFormat,
+    args: ExecArgs,
+) -> Result<String, CliError> {
+    let ExecArgs {
+        module,
+        input,
+        metadata,
+    } = args;
+    let info = get_module(client, module.clone(), pb::ReadConsistency::Stale)
+        .await?
+        .module
+        .unwrap_or_default();
+    let input_type = module_type(&module, "input", info.input_type.as_ref())?;
+    let output_type = module_type(&module, "output", info.output_type.as_ref())?;
+    let value = json::decode_str(&input, &input_type).map_err(|source| CliError::InvalidInput {
+        module: module.clone(),
+        source,
+    })?;
+    let request = pb::ExecuteModuleRequest {
+        qualified_name: module.clone(),
+        input: Some(wire::to_pb(&value)),
+        metadata: metadata.into_iter().collect(),
+        timeout_ms: u64::try_from(client.config().timeout.as_millis()).unwrap_or(u64::MAX),
+        execution_id: String::new(),
+    };
+    let response = client
+        .registry(request, |mut registry, request| async move {
+            registry.execute(request).await
+        })
+        .await?;
+    let output = match response.result {
+        Some(pb::execute_module_response::Result::Output(output)) => output,
+        Some(pb::execute_module_response::Result::Error(error)) => {
+            return Err(CliError::Execution {
+                code: pb::ExecutionErrorCode::try_from(error.code).unwrap_or_default(),
+                message: error.message,
+            })
+        }
+        None => {
+            return Err(CliError::BadAnswer(format!(
+                "{module}: the answer carries neither an output nor an error"
+            )))
+        }
+    };
+    let output = wire::from_pb(output)
+        .and_then(|value| json::encode(&value, &output_type))
+        .map_err(|e| CliError::BadAnswer(format!("{module}: output: {e}")))?;
+    Ok(render(
+        format,
+        &ExecView {
+            output,
+            connection_id: response.connection_id,
+            version: response.version,
+            execution_id: response.execution_id,
+        },
+    ))
+}
+
+/// A module's declared type, or [`CliError::BadAnswer`] when the registry
+/// sent none or one that does not read.
+fn module_type(
+    module: &str,
+    which: &str,
+    schema: Option<&pb::TypeSchema>,
+) -> Result<CType, CliError> {
+    let schema = schema
+        .ok_or_else(|| CliError::BadAnswer(format!("{module}: the {which} type is missing")))?;
+    schema::to_ctype(schema)
+        .map_err(|e| CliError::BadAnswer(format!("{module}: the {which} type: {e}")))
+}

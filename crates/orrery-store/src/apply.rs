@@ -6,6 +6,9 @@
 //!
 //! Apply is deterministic: it reads only the entry and the state (the leader stamped the
 //! time into the entry), so every replica reaches the same state and the same answers.
+//!
+//! This file dispatches commands and owns the namespace commands and the helpers they share
+//! with the provider commands (`apply_providers.rs`); `history.rs` records the changes.
 
 use openraft::EntryPayload;
 use orrery_types::cmd::Cmd;
@@ -13,13 +16,18 @@ use orrery_types::cmd::CmdOutcome;
 use orrery_types::cmd::LogRequest;
 use orrery_types::cmd::Rejection;
 
+use crate::apply_providers;
 use crate::errors::StoreError;
+use crate::history::append_changes;
+use crate::history::Change;
 use crate::key_spaces::ClientRequests;
 use crate::key_spaces::LastApplied;
 use crate::key_spaces::LastMembership;
 use crate::key_spaces::Namespaces;
 use crate::key_spaces::ReservedPrefixes;
 use crate::key_spaces::Revision;
+use crate::records::ChangeKind;
+use crate::records::NamespaceOwner;
 use crate::records::NamespaceRecord;
 use crate::records::RequestRecord;
 use crate::staged::StagedSpace;
@@ -56,7 +64,7 @@ fn apply_request(tx: &StagedWrites, request: &LogRequest) -> Result<CmdOutcome, 
             return Ok(first.outcome);
         }
     }
-    let outcome = apply_cmd(tx, &request.cmd)?;
+    let outcome = apply_cmd(tx, request)?;
     if let Some(id) = &request.request_id {
         let record = RequestRecord {
             outcome: outcome.clone(),
@@ -68,8 +76,8 @@ fn apply_request(tx: &StagedWrites, request: &LogRequest) -> Result<CmdOutcome, 
 }
 
 /// Applies one command. A rejection is an answer, not an error: it changes nothing.
-fn apply_cmd(tx: &StagedWrites, cmd: &Cmd) -> Result<CmdOutcome, StoreError> {
-    match cmd {
+fn apply_cmd(tx: &StagedWrites, request: &LogRequest) -> Result<CmdOutcome, StoreError> {
+    match &request.cmd {
         Cmd::ReserveNamespace { namespace, group } => reserve_namespace(tx, namespace, group),
         Cmd::ReleaseNamespace { namespace } => release_namespace(tx, namespace),
         Cmd::SetReservedPrefixes { prefixes } => set_reserved_prefixes(tx, prefixes),
@@ -79,6 +87,16 @@ fn apply_cmd(tx: &StagedWrites, cmd: &Cmd) -> Result<CmdOutcome, StoreError> {
                 .map(|request| apply_request(tx, request))
                 .collect::<Result<_, _>>()?,
         }),
+        Cmd::RegisterConnection(registration) => {
+            apply_providers::register(tx, registration, request.time_ms)
+        }
+        Cmd::DeregisterConnection(connection) => apply_providers::deregister(tx, *connection),
+        Cmd::ExpireConnections { connections } => apply_providers::expire(tx, connections),
+        Cmd::DrainConnection {
+            connection,
+            deadline_ms,
+            reason,
+        } => apply_providers::drain(tx, *connection, *deadline_ms, reason),
     }
 }
 
@@ -93,33 +111,33 @@ fn reserve_namespace(
         Err(e) => return Ok(invalid_name(e)),
     };
     let namespaces = StagedSpace::<Namespaces>::new(tx);
-    if let Some(owner) = namespaces.get(&namespace.to_string())? {
-        return Ok(if owner.owner_group == group {
-            CmdOutcome::AlreadyReserved {
-                revision: owner.reserved_at,
+    let key = namespace.to_string();
+    if let Some(mut record) = namespaces.get(&key)? {
+        return Ok(match &record.owner {
+            NamespaceOwner::Group(owner) if owner == group => {
+                if !record.operator_reserved {
+                    record.operator_reserved = true;
+                    namespaces.insert(&key, &record)?;
+                }
+                CmdOutcome::AlreadyReserved {
+                    revision: record.reserved_at,
+                }
             }
-        } else {
-            rejected(Rejection::NamespaceOwned {
-                namespace: namespace.to_string(),
-                owner_group: owner.owner_group,
-            })
+            owner => rejected(owned_by(namespace, owner)),
         });
     }
-    let configured = StagedSpace::<ReservedPrefixes>::new(tx)
-        .get(&())?
-        .unwrap_or_default();
-    if let Some(prefix) = reserved_prefix(&parsed, &configured) {
-        return Ok(rejected(Rejection::ReservedNamespace {
-            namespace: namespace.to_string(),
-            prefix,
-        }));
+    if let Some(rejection) = reserved_namespace(tx, &parsed)? {
+        return Ok(rejected(rejection));
     }
     let revision = bump_revision(tx)?;
     let record = NamespaceRecord {
-        owner_group: group.to_string(),
+        owner: NamespaceOwner::Group(group.to_string()),
         reserved_at: revision,
+        operator_reserved: true,
     };
-    namespaces.insert(&namespace.to_string(), &record)?;
+    namespaces.insert(&key, &record)?;
+    let claimed = Change::namespace(ChangeKind::NamespaceClaimed, key, record);
+    append_changes(tx, revision, vec![claimed])?;
     Ok(CmdOutcome::Reserved { revision })
 }
 
@@ -129,11 +147,13 @@ fn release_namespace(tx: &StagedWrites, namespace: &str) -> Result<CmdOutcome, S
     }
     let namespaces = StagedSpace::<Namespaces>::new(tx);
     let key = namespace.to_string();
-    if namespaces.get(&key)?.is_none() {
+    let Some(record) = namespaces.get(&key)? else {
         return Ok(rejected(Rejection::NotReserved { namespace: key }));
-    }
+    };
     namespaces.remove(&key);
     let revision = bump_revision(tx)?;
+    let released = Change::namespace(ChangeKind::NamespaceReleased, key, record);
+    append_changes(tx, revision, vec![released])?;
     Ok(CmdOutcome::Released { revision })
 }
 
@@ -158,32 +178,57 @@ fn set_reserved_prefixes(tx: &StagedWrites, prefixes: &[String]) -> Result<CmdOu
     Ok(CmdOutcome::ReservedPrefixesSet { revision })
 }
 
-fn rejected(rejection: Rejection) -> CmdOutcome {
+pub(crate) fn rejected(rejection: Rejection) -> CmdOutcome {
     CmdOutcome::Rejected(rejection)
 }
 
-fn invalid_name(e: NameError) -> CmdOutcome {
+pub(crate) fn invalid_name(e: NameError) -> CmdOutcome {
     rejected(Rejection::InvalidName {
         reason: e.to_string(),
     })
 }
 
-/// The reserved prefix covering `namespace`, if any: a built-in one or one of
-/// the replicated `configured` prefixes (each validated when it was set).
-fn reserved_prefix(namespace: &Namespace, configured: &[String]) -> Option<String> {
-    let reserved = ReservedNamespaces::new(configured).ok()?;
-    match reserved.check(namespace) {
-        Err(NameError::Reserved { prefix, .. }) => Some(prefix),
-        _ => None,
+/// The rejection for asking for `namespace` owned by someone else: `owner`.
+pub(crate) fn owned_by(namespace: &str, owner: &NamespaceOwner) -> Rejection {
+    match owner {
+        NamespaceOwner::Group(group) => Rejection::NamespaceOwned {
+            namespace: namespace.to_string(),
+            owner_group: group.clone(),
+        },
+        NamespaceOwner::Connection(id) => Rejection::NamespaceOwnedByConnection {
+            namespace: namespace.to_string(),
+            connection_id: *id,
+        },
     }
 }
 
-fn current_revision(tx: &StagedWrites) -> Result<u64, StoreError> {
+/// `ReservedNamespace` when `namespace` falls under a built-in reserved prefix or one of
+/// the replicated configured prefixes (each validated when it was set).
+pub(crate) fn reserved_namespace(
+    tx: &StagedWrites,
+    namespace: &Namespace,
+) -> Result<Option<Rejection>, StoreError> {
+    let configured = StagedSpace::<ReservedPrefixes>::new(tx)
+        .get(&())?
+        .unwrap_or_default();
+    let Ok(reserved) = ReservedNamespaces::new(&configured) else {
+        return Ok(None);
+    };
+    Ok(match reserved.check(namespace) {
+        Err(NameError::Reserved { prefix, .. }) => Some(Rejection::ReservedNamespace {
+            namespace: namespace.to_string(),
+            prefix,
+        }),
+        _ => None,
+    })
+}
+
+pub(crate) fn current_revision(tx: &StagedWrites) -> Result<u64, StoreError> {
     Ok(StagedSpace::<Revision>::new(tx).get(&())?.unwrap_or(0))
 }
 
 /// Increments the revision counter and returns the new revision.
-fn bump_revision(tx: &StagedWrites) -> Result<u64, StoreError> {
+pub(crate) fn bump_revision(tx: &StagedWrites) -> Result<u64, StoreError> {
     let revision = current_revision(tx)? + 1;
     StagedSpace::<Revision>::new(tx).insert(&(), &revision)?;
     Ok(revision)

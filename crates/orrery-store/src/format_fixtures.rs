@@ -13,11 +13,23 @@ use openraft::Membership;
 use orrery_types::cmd::ClientRequestId;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
+use orrery_types::cmd::ConnectionRef;
 use orrery_types::cmd::LogRequest;
+use orrery_types::cmd::ModuleSpec;
+use orrery_types::cmd::Registration;
 use orrery_types::cmd::Rejection;
+use orrery_types::CType;
 use serde::Serialize;
 
 use crate::key_space::encode;
+use crate::records::ChangeKind;
+use crate::records::ChangeLogState;
+use crate::records::ChangeObject;
+use crate::records::ChangeRecord;
+use crate::records::ConnectionRecord;
+use crate::records::ConnectionState;
+use crate::records::ModuleRecord;
+use crate::records::NamespaceOwner;
 use crate::records::NamespaceRecord;
 use crate::records::RequestRecord;
 use crate::snapshot::StateImage;
@@ -37,6 +49,78 @@ fn reserve() -> Cmd {
     Cmd::ReserveNamespace {
         namespace: "acme".to_string(),
         group: "g1".to_string(),
+    }
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("k".to_string(), "v".to_string())])
+}
+
+fn registration() -> Registration {
+    Registration {
+        namespace: "acme".to_string(),
+        group: Some("g1".to_string()),
+        executor_endpoint: "h:1".to_string(),
+        executor_tls: true,
+        modules: vec![ModuleSpec {
+            name: "m".to_string(),
+            version: "1".to_string(),
+            description: "d".to_string(),
+            input: CType::String,
+            output: CType::list(CType::Int),
+            tags: labels(),
+        }],
+        metadata: labels(),
+        lease_ttl_ms: 10_000,
+        heartbeat_interval_ms: 3_000,
+    }
+}
+
+fn connection_ref() -> ConnectionRef {
+    ConnectionRef {
+        connection_id: 4,
+        generation: 9,
+    }
+}
+
+fn group_owner() -> NamespaceRecord {
+    NamespaceRecord {
+        owner: NamespaceOwner::Group("g1".to_string()),
+        reserved_at: 5,
+        operator_reserved: true,
+    }
+}
+
+fn connection() -> ConnectionRecord {
+    ConnectionRecord {
+        namespace: "acme".to_string(),
+        group: None,
+        executor_endpoint: "h:1".to_string(),
+        executor_tls: false,
+        modules: vec!["m".to_string()],
+        metadata: labels(),
+        lease_ttl_ms: 10_000,
+        heartbeat_interval_ms: 3_000,
+        generation: 9,
+        registered_time_ms: 1_700_000_000_000,
+        state: ConnectionState::Draining {
+            deadline_ms: 7,
+            reason: "op".to_string(),
+        },
+    }
+}
+
+fn module() -> ModuleRecord {
+    ModuleRecord {
+        namespace: "acme".to_string(),
+        name: "m".to_string(),
+        version: "1".to_string(),
+        description: "d".to_string(),
+        input: CType::String,
+        output: CType::Int,
+        tags: labels(),
+        serving: BTreeSet::from([4, 6]),
+        registered_at: 9,
     }
 }
 
@@ -68,6 +152,25 @@ fn cmd_encoding_is_stable() {
             }],
         },
         "03000000010000000000000000070000000000000000000000040000000000000061636d6502000000000000006731",
+    );
+    assert_bytes(&Cmd::RegisterConnection(registration()), "04000000040000000000000061636d6501020000000000000067310300000000000000683a3101010000000000000001000000000000006d010000000000000031010000000000000064000000000400000001000000010000000000000001000000000000006b010000000000000076010000000000000001000000000000006b0100000000000000761027000000000000b80b000000000000");
+    assert_bytes(
+        &Cmd::DeregisterConnection(connection_ref()),
+        "0500000004000000000000000900000000000000",
+    );
+    assert_bytes(
+        &Cmd::ExpireConnections {
+            connections: vec![connection_ref()],
+        },
+        "06000000010000000000000004000000000000000900000000000000",
+    );
+    assert_bytes(
+        &Cmd::DrainConnection {
+            connection: connection_ref(),
+            deadline_ms: 7,
+            reason: "op".to_string(),
+        },
+        "0700000004000000000000000900000000000000070000000000000002000000000000006f70",
     );
 }
 
@@ -126,6 +229,34 @@ fn outcome_encoding_is_stable() {
         },
         "050000000100000000000000000000000100000000000000",
     );
+    assert_bytes(
+        &CmdOutcome::Registered {
+            connection_id: 4,
+            generation: 9,
+            revision: 9,
+        },
+        "06000000040000000000000009000000000000000900000000000000",
+    );
+    assert_bytes(
+        &CmdOutcome::Deregistered {
+            removed: true,
+            removed_modules: vec!["acme.m".to_string()],
+            namespace_released: true,
+            revision: 10,
+        },
+        "07000000010100000000000000060000000000000061636d652e6d010a00000000000000",
+    );
+    assert_bytes(
+        &CmdOutcome::Expired {
+            connection_ids: vec![4],
+            revision: 11,
+        },
+        "08000000010000000000000004000000000000000b00000000000000",
+    );
+    assert_bytes(
+        &CmdOutcome::Draining { revision: 12 },
+        "090000000c00000000000000",
+    );
     let rejections = [
         (
             Rejection::InvalidName {
@@ -151,21 +282,100 @@ fn outcome_encoding_is_stable() {
             Rejection::NotReserved { namespace: ns() },
             "0400000003000000040000000000000061636d65",
         ),
+        (
+            Rejection::SchemaMismatch {
+                path: "modules[0].input_type".to_string(),
+                reason: "differs".to_string(),
+            },
+            "040000000400000015000000000000006d6f64756c65735b305d2e696e7075745f74797065070000000000000064696666657273",
+        ),
+        (
+            Rejection::NamespaceOwnedByConnection {
+                namespace: ns(),
+                connection_id: 4,
+            },
+            "0400000005000000040000000000000061636d650400000000000000",
+        ),
+        (
+            Rejection::UnknownConnection {
+                connection_id: 4,
+                generation: 9,
+            },
+            "040000000600000004000000000000000900000000000000",
+        ),
     ];
     for (rejection, hex) in rejections {
         assert_bytes(&CmdOutcome::Rejected(rejection), hex);
     }
 }
 
-/// Steps: encode the state records (namespace owner, request-table row) and a node address;
-/// compare with the recorded hex.
+/// Steps: encode the state records (namespace owners, connection, module, changes, change
+/// log, request-table row) and a node address; compare with the recorded hex.
 #[test]
 fn record_encoding_is_stable() {
-    let owner = NamespaceRecord {
-        owner_group: "g1".to_string(),
-        reserved_at: 5,
+    assert_bytes(
+        &group_owner(),
+        "0000000002000000000000006731050000000000000001",
+    );
+    let lone = NamespaceRecord {
+        owner: NamespaceOwner::Connection(4),
+        reserved_at: 9,
+        operator_reserved: false,
     };
-    assert_bytes(&owner, "020000000000000067310500000000000000");
+    assert_bytes(&lone, "010000000400000000000000090000000000000000");
+    assert_bytes(&connection(), "040000000000000061636d65000300000000000000683a3100010000000000000001000000000000006d010000000000000001000000000000006b0100000000000000761027000000000000b80b00000000000009000000000000000068e5cf8b01000001000000070000000000000002000000000000006f70");
+    assert_bytes(&ConnectionState::Active, "00000000");
+    assert_bytes(&module(), "040000000000000061636d6501000000000000006d0100000000000000310100000000000000640000000001000000010000000000000001000000000000006b0100000000000000760200000000000000040000000000000006000000000000000900000000000000");
+    let changes = [
+        (ChangeKind::ModuleAdded, ChangeObject::Module(module()), "09000000000000000000000001000000000000006b00000000040000000000000061636d6501000000000000006d0100000000000000310100000000000000640000000001000000010000000000000001000000000000006b0100000000000000760200000000000000040000000000000006000000000000000900000000000000"),
+        (
+            ChangeKind::ConnectionUpdated,
+            ChangeObject::Connection {
+                id: 4,
+                record: connection(),
+            },
+            "09000000000000000400000001000000000000006b010000000400000000000000040000000000000061636d65000300000000000000683a3100010000000000000001000000000000006d010000000000000001000000000000006b0100000000000000761027000000000000b80b00000000000009000000000000000068e5cf8b01000001000000070000000000000002000000000000006f70",
+        ),
+        (
+            ChangeKind::NamespaceReleased,
+            ChangeObject::Namespace {
+                name: "acme".to_string(),
+                record: group_owner(),
+            },
+            "09000000000000000700000001000000000000006b02000000040000000000000061636d650000000002000000000000006731050000000000000001",
+        ),
+    ];
+    for (kind, object, hex) in changes {
+        let key = "k".to_string();
+        assert_bytes(
+            &ChangeRecord {
+                revision: 9,
+                kind,
+                key,
+                object,
+            },
+            hex,
+        );
+    }
+    let kinds = [
+        ChangeKind::ModuleAdded,
+        ChangeKind::ModuleUpdated,
+        ChangeKind::ModuleRemoved,
+        ChangeKind::ConnectionAdded,
+        ChangeKind::ConnectionUpdated,
+        ChangeKind::ConnectionRemoved,
+        ChangeKind::NamespaceClaimed,
+        ChangeKind::NamespaceReleased,
+    ];
+    assert_bytes(
+        &kinds,
+        "0000000001000000020000000300000004000000050000000600000007000000",
+    );
+    let log = ChangeLogState {
+        len: 3,
+        trimmed_through: 2,
+    };
+    assert_bytes(&log, "03000000000000000200000000000000");
     let row = RequestRecord {
         outcome: CmdOutcome::Reserved { revision: 5 },
         time_ms: 9,
@@ -196,13 +406,7 @@ fn snapshot_encoding_is_stable() {
         ),
         revision: 4,
         reserved_prefixes: vec!["zeta".to_string()],
-        namespaces: vec![(
-            "acme".to_string(),
-            NamespaceRecord {
-                owner_group: "g1".to_string(),
-                reserved_at: 3,
-            },
-        )],
+        namespaces: vec![("acme".to_string(), group_owner())],
         client_requests: vec![(
             ClientRequestId {
                 client_id: "c".to_string(),
@@ -213,11 +417,27 @@ fn snapshot_encoding_is_stable() {
                 time_ms: 5,
             },
         )],
+        next_connection: 5,
+        connections: vec![(4, connection())],
+        modules: vec![module()],
+        changes: vec![(
+            (9, 0),
+            ChangeRecord {
+                revision: 9,
+                kind: ChangeKind::ConnectionAdded,
+                key: "4".to_string(),
+                object: ChangeObject::Connection {
+                    id: 4,
+                    record: connection(),
+                },
+            },
+        )],
+        changes_trimmed_through: 2,
     };
     let bytes = image.to_bytes().expect("encode");
     assert_eq!(
         hex::encode(&bytes),
-        "0100000001020000000000000001000000000000000900000000000000010200000000000000010000000000000003000000000000000100000000000000010000000000000001000000000000000100000000000000010000000000000007000000000000006e313a373030300400000000000000010000000000000004000000000000007a6574610100000000000000040000000000000061636d65020000000000000067310300000000000000010000000000000001000000000000006301000000000000000000000003000000000000000500000000000000"
+        "0200000001020000000000000001000000000000000900000000000000010200000000000000010000000000000003000000000000000100000000000000010000000000000001000000000000000100000000000000010000000000000007000000000000006e313a373030300400000000000000010000000000000004000000000000007a6574610100000000000000040000000000000061636d650000000002000000000000006731050000000000000001010000000000000001000000000000006301000000000000000000000003000000000000000500000000000000050000000000000001000000000000000400000000000000040000000000000061636d65000300000000000000683a3100010000000000000001000000000000006d010000000000000001000000000000006b0100000000000000761027000000000000b80b00000000000009000000000000000068e5cf8b01000001000000070000000000000002000000000000006f700100000000000000040000000000000061636d6501000000000000006d0100000000000000310100000000000000640000000001000000010000000000000001000000000000006b01000000000000007602000000000000000400000000000000060000000000000009000000000000000100000000000000090000000000000000000000090000000000000003000000010000000000000034010000000400000000000000040000000000000061636d65000300000000000000683a3100010000000000000001000000000000006d010000000000000001000000000000006b0100000000000000761027000000000000b80b00000000000009000000000000000068e5cf8b01000001000000070000000000000002000000000000006f700200000000000000"
     );
     assert_eq!(StateImage::from_bytes(&bytes).expect("decode"), image);
 }

@@ -89,6 +89,40 @@ impl KeyCodec for String {
     }
 }
 
+/// The string's bytes, a `0` byte, then the second key: sorts as the `(String, K)` tuple
+/// because the names used as the first part never contain a `0` byte (the naming rules
+/// allow none).
+impl<K: KeyCodec> KeyCodec for (String, K) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.push(0);
+        self.1.encode_into(out);
+    }
+
+    fn decode_from(bytes: &[u8]) -> Result<Self, &'static str> {
+        let split = bytes
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or("missing separator")?;
+        let first = String::from_utf8(bytes[..split].to_vec()).map_err(|_| "not UTF-8")?;
+        Ok((first, K::decode_from(&bytes[split + 1..])?))
+    }
+}
+
+/// Both big-endian, so that `(revision, sequence)` keys sort numerically.
+impl KeyCodec for (u64, u32) {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_be_bytes());
+        out.extend_from_slice(&self.1.to_be_bytes());
+    }
+
+    fn decode_from(bytes: &[u8]) -> Result<Self, &'static str> {
+        let (first, second) = bytes.split_first_chunk::<8>().ok_or("expected 12 bytes")?;
+        let second: [u8; 4] = second.try_into().map_err(|_| "expected 12 bytes")?;
+        Ok((u64::from_be_bytes(*first), u32::from_be_bytes(second)))
+    }
+}
+
 /// Length of `client_id` (u32 big-endian), its bytes, then `serial` (u64 big-endian).
 impl KeyCodec for ClientRequestId {
     fn encode_into(&self, out: &mut Vec<u8>) {
@@ -333,11 +367,37 @@ mod tests {
         assert!(ClientRequestId::decode_from(&[0, 0, 0, 9, b'a']).is_err());
     }
 
+    /// Steps: encode `(String, String)`, `(String, u64)` and `(u64, u32)` keys; check that
+    /// they decode back and that byte order equals tuple order.
+    #[test]
+    fn tuple_keys_round_trip_and_sort() {
+        fn check<K: KeyCodec + std::fmt::Debug + PartialEq + Ord>(keys: &[K]) {
+            let encoded: Vec<Vec<u8>> = keys
+                .iter()
+                .map(|key| {
+                    let mut out = Vec::new();
+                    key.encode_into(&mut out);
+                    assert_eq!(K::decode_from(&out).as_ref(), Ok(key));
+                    out
+                })
+                .collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]));
+            assert!(encoded.windows(2).all(|w| w[0] < w[1]));
+        }
+        let s = |v: &str| v.to_string();
+        check(&[(s("a"), s("z")), (s("a.b"), s("a")), (s("ab"), s(""))]);
+        check(&[(s("a"), 7u64), (s("a"), 300), (s("a.b"), 1)]);
+        check(&[(1u64, 9u32), (2, 0), (2, 1), (256, 0)]);
+        assert!(<(String, u64)>::decode_from(b"abc").is_err());
+        assert!(<(u64, u32)>::decode_from(&[0; 11]).is_err());
+    }
+
     /// Steps: store four namespaces in a temporary sled database; read ranges through
     /// `Space`: unbounded, bounded, inverted (empty, no panic), and the last key.
     #[test]
     fn space_range_follows_key_order_and_bounds() {
         use crate::key_spaces::Namespaces;
+        use crate::records::NamespaceOwner;
         use crate::records::NamespaceRecord;
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -345,8 +405,9 @@ mod tests {
         let space = Space::<Namespaces>::open(&db).expect("space");
         for name in ["b", "a", "c", "d"] {
             let record = NamespaceRecord {
-                owner_group: "g".to_string(),
+                owner: NamespaceOwner::Group("g".to_string()),
                 reserved_at: 1,
+                operator_reserved: true,
             };
             space.insert(&name.to_string(), &record).expect("insert");
         }

@@ -16,15 +16,26 @@
 //! | `sm`       | `ReservedPrefixes`| `reserved_prefixes`    | `Vec<String>`            |
 //! | `sm`       | `Namespaces`      | `ns/` + name           | `NamespaceRecord`        |
 //! | `sm`       | `ClientRequests`  | `req/` + request id    | `RequestRecord`          |
+//! | `sm`       | `NextConnection`  | `next_conn`            | `u64`                    |
+//! | `sm`       | `Connections`     | `conn/` + id (u64 BE)  | `ConnectionRecord`       |
+//! | `sm`       | `NamespaceMembers`| `nsconn/` + ns `\0` id | `()`                     |
+//! | `sm`       | `Modules`         | `mod/` + ns `\0` name  | `ModuleRecord`           |
+//! | `sm`       | `ChangeHistory`   | `chg/` + rev, seq (BE) | `ChangeRecord`           |
+//! | `sm`       | `ChangeLog`       | `chg_log`              | `ChangeLogState`         |
 //! | `snapshot` | `CurrentSnapshot` | `current`              | `StoredSnapshot`         |
 //!
-//! Adding replicated state (provider connections, modules, the change history) means adding
-//! key spaces to the `sm` tree here with new prefixes (e.g. `conn/`, `mod/`, `chg/`), writing
-//! them in apply's staged writes and adding them to the snapshot image. The `sm` tree is the
-//! whole replicated state: apply writes only there, one atomic batch per apply call.
+//! The `sm` tree is the whole replicated state: apply writes only there, one atomic batch per
+//! apply call, and the snapshot image holds all of it (`NamespaceMembers` is an index
+//! derived from `Connections`, rebuilt when a snapshot is installed). Adding replicated state
+//! means adding a key space here with a new prefix, writing it in apply's staged writes and
+//! adding it to the snapshot image.
 
 use crate::key_space::KeySpace;
 use crate::key_space::TreeName;
+use crate::records::ChangeLogState;
+use crate::records::ChangeRecord;
+use crate::records::ConnectionRecord;
+use crate::records::ModuleRecord;
 use crate::records::NamespaceRecord;
 use crate::records::RequestRecord;
 use crate::snapshot::StoredSnapshot;
@@ -87,6 +98,18 @@ key_spaces! {
     Namespaces { tree: StateMachine, prefix: b"ns/", key: String, value: NamespaceRecord }
     /// Client request id -> first answer.
     ClientRequests { tree: StateMachine, prefix: b"req/", key: ClientRequestId, value: RequestRecord }
+    /// The id the next registered connection gets (ids start at 1 and are never reused).
+    NextConnection { tree: StateMachine, prefix: b"next_conn", key: (), value: u64 }
+    /// Connection id -> the registered connection.
+    Connections { tree: StateMachine, prefix: b"conn/", key: u64, value: ConnectionRecord }
+    /// (namespace, connection id) -> nothing: which connections a namespace has.
+    NamespaceMembers { tree: StateMachine, prefix: b"nsconn/", key: (String, u64), value: () }
+    /// (namespace, module name) -> the module and the connections serving it.
+    Modules { tree: StateMachine, prefix: b"mod/", key: (String, String), value: ModuleRecord }
+    /// (revision, sequence within the revision) -> one change, for watchers.
+    ChangeHistory { tree: StateMachine, prefix: b"chg/", key: (u64, u32), value: ChangeRecord }
+    /// Length of the change history and how far it was trimmed.
+    ChangeLog { tree: StateMachine, prefix: b"chg_log", key: (), value: ChangeLogState }
 
     /// The current snapshot: metadata and data.
     CurrentSnapshot { tree: Snapshot, prefix: b"current", key: (), value: StoredSnapshot }

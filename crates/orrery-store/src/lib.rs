@@ -7,19 +7,22 @@
 //! - [`StateMachineStore`] is the state machine ([`openraft::storage::RaftStateMachine`]):
 //!   applying committed [`LogRequest`](orrery_types::cmd::LogRequest)s is the only way the
 //!   state changes, each call's entries committed as one atomic sled batch;
-//! - [`StateReader`] reads the local replica for queries;
+//! - [`StateReader`] reads the local replica for queries: namespaces, provider connections,
+//!   modules and the change history watchers follow;
 //! - [`TypeConfig`] is the openraft type configuration the server uses for `Raft<TypeConfig>`.
 //!
 //! sled stays behind this crate: nothing in the public API names a sled type.
 //! `docs/storage.md` describes the key spaces, the header and the durability argument.
 
 mod apply;
+mod apply_providers;
 mod config;
 mod errors;
 mod flusher;
 #[cfg(test)]
 mod format_fixtures;
 mod header;
+mod history;
 mod key_space;
 mod key_spaces;
 mod log_store;
@@ -40,10 +43,19 @@ pub use errors::OpenError;
 pub use errors::StoreError;
 pub use header::STORE_FORMAT;
 pub use header::STORE_VERSION;
+pub use history::CHANGE_HISTORY_LIMIT;
 pub use log_store::LogReader;
 pub use log_store::LogStore;
+pub use reader::Changes;
 pub use reader::NamespaceListing;
 pub use reader::StateReader;
+pub use records::ChangeKind;
+pub use records::ChangeObject;
+pub use records::ChangeRecord;
+pub use records::ConnectionRecord;
+pub use records::ConnectionState;
+pub use records::ModuleRecord;
+pub use records::NamespaceOwner;
 pub use records::NamespaceRecord;
 pub use snapshot::SnapshotBuilder;
 pub use snapshot::SNAPSHOT_FORMAT_VERSION;

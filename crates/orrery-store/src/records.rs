@@ -1,18 +1,165 @@
-//! Value types stored in the state machine's key spaces (and so in snapshots). They are
-//! bincode-encoded: fields are only ever appended, with a format version bump.
+//! Value types stored in the state machine's key spaces (and so in snapshots): namespace
+//! owners, provider connections, modules, the change history and the request table. They
+//! are bincode-encoded: fields are only ever appended, with a format version bump.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use orrery_types::cmd::CmdOutcome;
+use orrery_types::ctype::CType;
 use serde::Deserialize;
 use serde::Serialize;
 
-/// Who owns a namespace, and since when.
+/// Who owns a namespace, since when, and whether an operator reserved it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceRecord {
-    /// The provider group that reserved the namespace.
-    pub owner_group: String,
-    /// The revision at which it was reserved; a later reservation of the same name after a
-    /// release gets a higher one, so it also serves as the ownership's fencing epoch.
+    /// The provider group or the lone connection that owns the namespace.
+    pub owner: NamespaceOwner,
+    /// The revision at which it was reserved or claimed; a later claim of the same name after
+    /// a release gets a higher one, so it also serves as the ownership's fencing epoch.
     pub reserved_at: u64,
+    /// Whether an operator reserved it: then it stays with its group when the group's last
+    /// connection goes.
+    pub operator_reserved: bool,
+}
+
+/// The owner of a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceOwner {
+    /// A provider group: every connection registering with that group may join.
+    Group(String),
+    /// A single connection, registered without a group.
+    Connection(u64),
+}
+
+/// One registered provider connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    /// The namespace its modules live in.
+    pub namespace: String,
+    /// Its provider group, `None` for a lone connection.
+    pub group: Option<String>,
+    /// The executor endpoint, `host:port`.
+    pub executor_endpoint: String,
+    /// Whether the executor endpoint speaks TLS.
+    pub executor_tls: bool,
+    /// The unqualified names of the modules it serves.
+    pub modules: Vec<String>,
+    /// Free-form labels.
+    pub metadata: BTreeMap<String, String>,
+    /// The lease TTL granted, in milliseconds.
+    pub lease_ttl_ms: u64,
+    /// The heartbeat interval the provider keeps, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// The revision of its registration; commands about it name it.
+    pub generation: u64,
+    /// The leader's time of the registration entry, in milliseconds since the Unix epoch.
+    pub registered_time_ms: u64,
+    /// Whether it takes new work.
+    pub state: ConnectionState,
+}
+
+/// Whether a connection takes new work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    /// Serving.
+    Active,
+    /// Execute stops routing to it; it is expired at `deadline_ms` at the latest.
+    Draining {
+        /// Leader wall-clock milliseconds after which it is expired.
+        deadline_ms: u64,
+        /// Why, e.g. `operator`.
+        reason: String,
+    },
+}
+
+/// One module of a namespace and the connections serving it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its unqualified name.
+    pub name: String,
+    /// Free-text version, from the newest registration serving it.
+    pub version: String,
+    /// What it does, from the newest registration serving it.
+    pub description: String,
+    /// The input type; every serving connection agrees on it.
+    pub input: CType,
+    /// The output type; every serving connection agrees on it.
+    pub output: CType,
+    /// Free-form labels, from the newest registration serving it.
+    pub tags: BTreeMap<String, String>,
+    /// The ids of the connections serving it; never empty while the module exists.
+    pub serving: BTreeSet<u64>,
+    /// The revision at which it appeared.
+    pub registered_at: u64,
+}
+
+/// One entry of the change history that watchers read (mirrors `WatchEvent`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The revision the change was applied at; several changes may share one.
+    pub revision: u64,
+    /// What changed.
+    pub kind: ChangeKind,
+    /// The qualified module name `namespace.name`, the connection id in decimal, or the
+    /// namespace.
+    pub key: String,
+    /// The object after the change; for removals, as it was before.
+    pub object: ChangeObject,
+}
+
+/// The kinds of change (mirrors `ChangeKind` in `registry.proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// A module appeared.
+    ModuleAdded,
+    /// A module's serving connections or descriptive fields changed.
+    ModuleUpdated,
+    /// A module's last serving connection went.
+    ModuleRemoved,
+    /// A provider connection was registered.
+    ConnectionAdded,
+    /// A connection changed state (e.g. started draining).
+    ConnectionUpdated,
+    /// A connection was deregistered or expired.
+    ConnectionRemoved,
+    /// A namespace got an owner.
+    NamespaceClaimed,
+    /// A namespace lost its owner.
+    NamespaceReleased,
+}
+
+/// The object a [`ChangeRecord`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeObject {
+    /// A module.
+    Module(ModuleRecord),
+    /// A provider connection.
+    Connection {
+        /// Its id.
+        id: u64,
+        /// The connection.
+        record: ConnectionRecord,
+    },
+    /// A namespace.
+    Namespace {
+        /// The namespace.
+        name: String,
+        /// Its owner.
+        record: NamespaceRecord,
+    },
+}
+
+/// Bookkeeping of the change history, for trimming it and for telling watchers that
+/// changes they ask for are gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChangeLogState {
+    /// How many change records are kept.
+    pub(crate) len: u64,
+    /// The highest revision of a change trimmed away; 0 while nothing was trimmed.
+    pub(crate) trimmed_through: u64,
 }
 
 /// The first answer to a client request that carried a request id.

@@ -23,12 +23,22 @@ use crate::errors::StoreError;
 use crate::key_space::batch_insert;
 use crate::key_space::decode;
 use crate::key_space::encode;
+use crate::key_spaces::ChangeHistory;
+use crate::key_spaces::ChangeLog;
 use crate::key_spaces::ClientRequests;
+use crate::key_spaces::Connections;
 use crate::key_spaces::LastApplied;
 use crate::key_spaces::LastMembership;
+use crate::key_spaces::Modules;
+use crate::key_spaces::NamespaceMembers;
 use crate::key_spaces::Namespaces;
+use crate::key_spaces::NextConnection;
 use crate::key_spaces::ReservedPrefixes;
 use crate::key_spaces::Revision;
+use crate::records::ChangeLogState;
+use crate::records::ChangeRecord;
+use crate::records::ConnectionRecord;
+use crate::records::ModuleRecord;
 use crate::records::NamespaceRecord;
 use crate::records::RequestRecord;
 use crate::state_machine::SmCore;
@@ -39,7 +49,8 @@ use crate::type_config::StoredMembership;
 use crate::type_config::TypeConfig;
 
 /// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// Version 2 added provider connections, modules and the change history.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// The whole replicated state at one log position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +61,15 @@ pub(crate) struct StateImage {
     pub(crate) reserved_prefixes: Vec<String>,
     pub(crate) namespaces: Vec<(String, NamespaceRecord)>,
     pub(crate) client_requests: Vec<(ClientRequestId, RequestRecord)>,
+    /// The id the next connection gets.
+    pub(crate) next_connection: u64,
+    pub(crate) connections: Vec<(u64, ConnectionRecord)>,
+    /// Keyed by their own namespace and name.
+    pub(crate) modules: Vec<ModuleRecord>,
+    /// By (revision, sequence within the revision).
+    pub(crate) changes: Vec<((u64, u32), ChangeRecord)>,
+    /// The highest revision of a change trimmed from the history, 0 if none.
+    pub(crate) changes_trimmed_through: u64,
 }
 
 impl StateImage {
@@ -64,6 +84,19 @@ impl StateImage {
             reserved_prefixes: core.reserved_prefixes.get(&())?.unwrap_or_default(),
             namespaces: core.namespaces.iter().collect::<Result<_, _>>()?,
             client_requests: core.client_requests.iter().collect::<Result<_, _>>()?,
+            next_connection: core.next_connection.get(&())?.unwrap_or(1),
+            connections: core.connections.iter().collect::<Result<_, _>>()?,
+            modules: core
+                .modules
+                .iter()
+                .map(|item| item.map(|(_, record)| record))
+                .collect::<Result<_, _>>()?,
+            changes: core.change_history.iter().collect::<Result<_, _>>()?,
+            changes_trimmed_through: core
+                .change_log
+                .get(&())?
+                .unwrap_or_default()
+                .trimmed_through,
         })
     }
 
@@ -106,6 +139,23 @@ impl StateImage {
         for (id, record) in &self.client_requests {
             batch_insert::<ClientRequests>(&mut batch, id, record)?;
         }
+        batch_insert::<NextConnection>(&mut batch, &(), &self.next_connection)?;
+        for (id, record) in &self.connections {
+            batch_insert::<Connections>(&mut batch, id, record)?;
+            batch_insert::<NamespaceMembers>(&mut batch, &(record.namespace.clone(), *id), &())?;
+        }
+        for record in &self.modules {
+            let key = (record.namespace.clone(), record.name.clone());
+            batch_insert::<Modules>(&mut batch, &key, record)?;
+        }
+        for (key, record) in &self.changes {
+            batch_insert::<ChangeHistory>(&mut batch, key, record)?;
+        }
+        let change_log = ChangeLogState {
+            len: self.changes.len() as u64,
+            trimmed_through: self.changes_trimmed_through,
+        };
+        batch_insert::<ChangeLog>(&mut batch, &(), &change_log)?;
         core.tree.apply_batch(batch)?;
         Ok(())
     }
@@ -170,6 +220,9 @@ impl SnapshotBuilder {
             snapshot_id = %meta.snapshot_id,
             bytes = data.len(),
             namespaces = image.namespaces.len(),
+            connections = image.connections.len(),
+            modules = image.modules.len(),
+            changes = image.changes.len(),
             "built snapshot"
         );
         Ok((meta, data))

@@ -50,6 +50,42 @@ impl<'a> StagedWrites<'a> {
         Ok(self.tree.get(key)?.map(|bytes| bytes.to_vec()))
     }
 
+    /// The first `limit` keys starting with `prefix`, in key order, counting the staged
+    /// writes (a staged removal hides a stored key, a staged insert adds one).
+    fn first_keys(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let writes = self.writes.borrow();
+        let mut staged = writes
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .peekable();
+        let mut stored = self.tree.scan_prefix(prefix).keys().peekable();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let next_stored = match stored.peek() {
+                Some(Ok(key)) => Some(key.to_vec()),
+                Some(Err(e)) => return Err(e.clone().into()),
+                None => None,
+            };
+            match (next_stored, staged.peek()) {
+                (Some(key), next) if next.is_none_or(|(staged_key, _)| key < **staged_key) => {
+                    stored.next();
+                    out.push(key);
+                }
+                (key, Some((staged_key, value))) => {
+                    if key.as_deref() == Some(staged_key.as_slice()) {
+                        stored.next();
+                    }
+                    if value.is_some() {
+                        out.push(staged_key.to_vec());
+                    }
+                    staged.next();
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     fn stage(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
         self.writes.borrow_mut().insert(key, value);
     }
@@ -89,18 +125,35 @@ impl<'s, 'a, KS: KeySpace> StagedSpace<'s, 'a, KS> {
     pub(crate) fn remove(&self, key: &KS::Key) {
         self.staged.stage(KS::key_bytes(key), None);
     }
+
+    /// The first `limit` keys, in key order, whose encoding starts with `within` (the bytes
+    /// after the space's prefix; empty for the whole space), counting the staged writes.
+    pub(crate) fn first_keys(
+        &self,
+        within: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KS::Key>, StoreError> {
+        let prefix = [KS::PREFIX, within].concat();
+        self.staged
+            .first_keys(&prefix, limit)?
+            .iter()
+            .map(|key| Ok(KS::decode_key(key)?))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::key_spaces::Namespaces;
+    use crate::records::NamespaceOwner;
     use crate::records::NamespaceRecord;
 
     fn record(owner: &str) -> NamespaceRecord {
         NamespaceRecord {
-            owner_group: owner.into(),
+            owner: NamespaceOwner::Group(owner.into()),
             reserved_at: 1,
+            operator_reserved: true,
         }
     }
 
@@ -124,6 +177,11 @@ mod tests {
         assert_eq!(space.get(&"gone".into()).unwrap(), None);
         assert_eq!(stored.get(&"new".into()).unwrap(), None);
         assert_eq!(stored.get(&"gone".into()).unwrap(), Some(record("a")));
+
+        let first = |limit| space.first_keys(b"", limit).unwrap();
+        assert_eq!(first(5), ["kept", "new"]);
+        assert_eq!(first(1), ["kept"]);
+        assert_eq!(space.first_keys(b"n", 5).unwrap(), ["new"]);
 
         staged.commit().unwrap();
         assert_eq!(stored.get(&"new".into()).unwrap(), Some(record("b")));

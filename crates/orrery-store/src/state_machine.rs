@@ -16,11 +16,16 @@ use tokio::sync::RwLock;
 use crate::apply::apply_entry;
 use crate::errors::StoreError;
 use crate::key_space::Space;
+use crate::key_spaces::ChangeHistory;
+use crate::key_spaces::ChangeLog;
 use crate::key_spaces::ClientRequests;
+use crate::key_spaces::Connections;
 use crate::key_spaces::CurrentSnapshot;
 use crate::key_spaces::LastApplied;
 use crate::key_spaces::LastMembership;
+use crate::key_spaces::Modules;
 use crate::key_spaces::Namespaces;
+use crate::key_spaces::NextConnection;
 use crate::key_spaces::ReservedPrefixes;
 use crate::key_spaces::Revision;
 use crate::snapshot::SnapshotBuilder;
@@ -47,6 +52,11 @@ pub(crate) struct SmCore {
     pub(crate) reserved_prefixes: Space<ReservedPrefixes>,
     pub(crate) namespaces: Space<Namespaces>,
     pub(crate) client_requests: Space<ClientRequests>,
+    pub(crate) next_connection: Space<NextConnection>,
+    pub(crate) connections: Space<Connections>,
+    pub(crate) modules: Space<Modules>,
+    pub(crate) change_history: Space<ChangeHistory>,
+    pub(crate) change_log: Space<ChangeLog>,
     pub(crate) current_snapshot: Space<CurrentSnapshot>,
     /// Apply and snapshot install hold it for writing; snapshot export and multi-key reads
     /// hold it for reading, so they never see half of an entry's effects or of an install.
@@ -65,6 +75,11 @@ impl SmCore {
             reserved_prefixes: Space::open(db)?,
             namespaces: Space::open(db)?,
             client_requests: Space::open(db)?,
+            next_connection: Space::open(db)?,
+            connections: Space::open(db)?,
+            modules: Space::open(db)?,
+            change_history: Space::open(db)?,
+            change_log: Space::open(db)?,
             current_snapshot: Space::open(db)?,
             lock: RwLock::new(()),
         })

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use openraft::ServerState;
 use orrery_proto::pb;
+use orrery_store::NamespaceOwner;
 use orrery_store::NamespaceRecord;
 
 use crate::errors::ApiError;
@@ -100,11 +101,15 @@ impl NodeCore {
 
 /// A namespace record as the protocol shows it.
 pub(crate) fn namespace_info(name: &str, record: &NamespaceRecord) -> pb::NamespaceInfo {
+    let (owner_group, owner_connection_id) = match &record.owner {
+        NamespaceOwner::Group(group) => (group.clone(), 0),
+        NamespaceOwner::Connection(id) => (String::new(), *id),
+    };
     pb::NamespaceInfo {
         namespace: name.to_string(),
-        owner_group: record.owner_group.clone(),
-        owner_connection_id: 0,
-        reserved: true,
+        owner_group,
+        owner_connection_id,
+        reserved: record.operator_reserved,
         epoch: record.reserved_at,
         modified_revision: record.reserved_at,
     }

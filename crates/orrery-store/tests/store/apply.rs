@@ -7,6 +7,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::EntryPayload;
 use openraft::Membership;
 use orrery_store::LogEntry;
+use orrery_store::NamespaceOwner;
 use orrery_store::NamespaceRecord;
 use orrery_store::NodeAddr;
 use orrery_types::cmd::ClientRequestId;
@@ -29,8 +30,9 @@ async fn reserve_records_owner_and_bumps_revision() {
     let outcome = node.apply(None, reserve("acme", "g1")).await;
     assert_eq!(outcome, CmdOutcome::Reserved { revision: 1 });
     let record = NamespaceRecord {
-        owner_group: "g1".to_string(),
+        owner: NamespaceOwner::Group("g1".to_string()),
         reserved_at: 1,
+        operator_reserved: true,
     };
     assert_eq!(node.reader.get_namespace("acme").unwrap(), Some(record));
     assert_eq!(node.reader.revision().unwrap(), 1);

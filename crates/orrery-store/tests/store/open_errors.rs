@@ -72,7 +72,7 @@ fn new_store_gets_a_header_and_reopens() {
     assert_eq!(format, bincode::serialize(STORE_FORMAT).unwrap());
     let version = raw_header(&path, "version").expect("version");
     assert_eq!(version, bincode::serialize(&STORE_VERSION).unwrap());
-    assert_eq!(STORE_VERSION, 1);
+    assert_eq!(STORE_VERSION, 2);
     try_open(&path).expect("reopen");
 }
 
@@ -148,19 +148,22 @@ fn empty_sled_database_is_refused() {
     );
 }
 
-/// Steps: set the header version to 2 with sled; open; expect `UnsupportedVersion` with
-/// found 2 and supported 1.
+/// Steps: set the header version to 3 (newer) with sled, then to 1 (before provider
+/// connections, not migrated); open each time; expect `UnsupportedVersion` with the found
+/// version and supported 2.
 #[test]
-fn newer_version_is_refused() {
+fn other_versions_are_refused() {
     let (_dir, path) = created_store();
-    set_raw_header(&path, "version", bincode::serialize(&2u32).unwrap());
-    match try_open(&path) {
-        Err(OpenError::UnsupportedVersion {
-            found, supported, ..
-        }) => {
-            assert_eq!((found, supported), (2, 1));
+    for version in [3u32, 1] {
+        set_raw_header(&path, "version", bincode::serialize(&version).unwrap());
+        match try_open(&path) {
+            Err(OpenError::UnsupportedVersion {
+                found, supported, ..
+            }) => {
+                assert_eq!((found, supported), (version, 2));
+            }
+            other => panic!("expected UnsupportedVersion, got {other:?}"),
         }
-        other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
 }
 

@@ -39,8 +39,13 @@ fn reported_revision(outcome: &CmdOutcome) -> Option<u64> {
         | CmdOutcome::Released { revision }
         | CmdOutcome::ReservedPrefixesSet { revision } => Some(*revision),
         CmdOutcome::AlreadyReserved { .. } | CmdOutcome::Rejected(_) => None,
-        // The replay log proposes no batches; their outcomes are checked in apply.rs.
-        CmdOutcome::Batch { .. } => None,
+        // The replay log proposes no batches and no provider commands; their outcomes are
+        // checked in apply.rs and providers.rs.
+        CmdOutcome::Batch { .. }
+        | CmdOutcome::Registered { .. }
+        | CmdOutcome::Deregistered { .. }
+        | CmdOutcome::Expired { .. }
+        | CmdOutcome::Draining { .. } => None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Snapshots: building while apply runs, installing over existing state, keeping the current
+//! Snapshots: building while apply runs, installing over existing state (provider
+//! connections, modules and the change history included), keeping the current
 //! snapshot across a restart, and refusing data in an unknown format.
 
 use std::io::Cursor;
@@ -9,8 +10,12 @@ use orrery_store::SnapshotMeta;
 use orrery_types::cmd::CmdOutcome;
 
 use crate::support::cmd_entry;
+use crate::support::deregister;
+use crate::support::drain;
 use crate::support::open;
+use crate::support::register;
 use crate::support::reserve;
+use crate::support::string_to_int;
 use crate::support::TestNode;
 
 /// Steps: on node A reserve `a` and `b` and build a snapshot; on node B reserve `c`; install
@@ -55,6 +60,52 @@ async fn install_replaces_the_whole_state() {
     b.next_index = a.next_index;
     let retry = b.apply(Some(("c", 1)), reserve("b", "g2")).await;
     assert_eq!(retry, CmdOutcome::Reserved { revision: 2 });
+}
+
+/// Steps: on node A register three connections (two sharing `m` in `acme`), drain one and
+/// deregister another, and build a snapshot; on node B register something else and install
+/// A's snapshot; expect B's namespaces, connections, modules and change history to be A's;
+/// then apply the same registration and removal on both and expect the same answers (the
+/// connection counter and the namespace's members travelled too).
+#[tokio::test]
+async fn snapshot_carries_connections_modules_and_history() {
+    let mut a = TestNode::new();
+    a.apply(None, register("acme", Some("g1"), vec![string_to_int("m")]))
+        .await;
+    a.apply(None, register("acme", Some("g1"), vec![string_to_int("m")]))
+        .await;
+    a.apply(None, register("solo", None, vec![string_to_int("x")]))
+        .await;
+    a.apply(None, drain(2, 2, 500, "operator")).await;
+    a.apply(None, deregister(3, 3)).await;
+    let snapshot =
+        a.sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+
+    let mut b = TestNode::new();
+    b.apply(None, register("other", None, vec![string_to_int("y")]))
+        .await;
+    b.sm.install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .unwrap();
+    assert_eq!(b.providers().await, a.providers().await);
+    assert_eq!(b.reader.connections().unwrap().len(), 2);
+    assert_eq!(b.changes_after(0).len(), a.changes_after(0).len());
+
+    b.next_index = a.next_index;
+    for cmd in [
+        register("new", None, vec![]),
+        deregister(1, 1),
+        deregister(2, 2),
+    ] {
+        let on_a = a.apply(None, cmd.clone()).await;
+        assert_eq!(b.apply(None, cmd).await, on_a);
+    }
+    assert_eq!(b.reader.get_namespace("acme").unwrap(), None);
+    assert_eq!(b.providers().await, a.providers().await);
 }
 
 /// Steps: one task applies 300 entries, each reserving a new namespace; meanwhile snapshots

@@ -1,13 +1,17 @@
 //! Helpers shared by the behaviour tests: a store in a temporary directory and log entries
 //! built from commands.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use openraft::storage::RaftStateMachine;
 use openraft::CommittedLeaderId;
 use openraft::EntryPayload;
+use orrery_store::Changes;
+use orrery_store::ConnectionRecord;
 use orrery_store::LogEntry;
 use orrery_store::LogId;
+use orrery_store::ModuleRecord;
 use orrery_store::NamespaceListing;
 use orrery_store::StateMachineStore;
 use orrery_store::StateReader;
@@ -16,7 +20,11 @@ use orrery_store::StoreConfig;
 use orrery_types::cmd::ClientRequestId;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
+use orrery_types::cmd::ConnectionRef;
 use orrery_types::cmd::LogRequest;
+use orrery_types::cmd::ModuleSpec;
+use orrery_types::cmd::Registration;
+use orrery_types::CType;
 use tempfile::TempDir;
 
 /// The log id at `index` in term 1 of leader 1.
@@ -59,6 +67,72 @@ pub fn set_prefixes(prefixes: &[&str]) -> Cmd {
     Cmd::SetReservedPrefixes {
         prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
     }
+}
+
+/// A module named `name` from `input` to `output`, version `1`.
+pub fn module(name: &str, input: CType, output: CType) -> ModuleSpec {
+    ModuleSpec {
+        name: name.to_string(),
+        version: "1".to_string(),
+        description: format!("the {name} module"),
+        input,
+        output,
+        tags: BTreeMap::new(),
+    }
+}
+
+/// A module named `name` from `String` to `Int`.
+pub fn string_to_int(name: &str) -> ModuleSpec {
+    module(name, CType::String, CType::Int)
+}
+
+/// `RegisterConnection` into `namespace`, with `group` (`None`: a lone connection).
+pub fn register(namespace: &str, group: Option<&str>, modules: Vec<ModuleSpec>) -> Cmd {
+    Cmd::RegisterConnection(Registration {
+        namespace: namespace.to_string(),
+        group: group.map(str::to_string),
+        executor_endpoint: "exec.local:7100".to_string(),
+        executor_tls: false,
+        modules,
+        metadata: BTreeMap::from([("zone".to_string(), "a".to_string())]),
+        lease_ttl_ms: 10_000,
+        heartbeat_interval_ms: 3_000,
+    })
+}
+
+/// Connection `connection_id` at `generation`.
+pub fn conn(connection_id: u64, generation: u64) -> ConnectionRef {
+    ConnectionRef {
+        connection_id,
+        generation,
+    }
+}
+
+/// `DeregisterConnection` of `connection_id` at `generation`.
+pub fn deregister(connection_id: u64, generation: u64) -> Cmd {
+    Cmd::DeregisterConnection(conn(connection_id, generation))
+}
+
+/// `DrainConnection` of `connection_id` at `generation` until `deadline_ms`.
+pub fn drain(connection_id: u64, generation: u64, deadline_ms: u64, reason: &str) -> Cmd {
+    Cmd::DrainConnection {
+        connection: conn(connection_id, generation),
+        deadline_ms,
+        reason: reason.to_string(),
+    }
+}
+
+/// Everything the provider commands can change, as the reader shows it.
+#[derive(Debug, PartialEq)]
+pub struct ProviderState {
+    /// Namespaces and the revision.
+    pub namespaces: NamespaceListing,
+    /// Connections by id.
+    pub connections: Vec<(u64, ConnectionRecord)>,
+    /// Modules by namespace and name.
+    pub modules: Vec<ModuleRecord>,
+    /// The whole change history.
+    pub changes: Changes,
 }
 
 /// Opens (or creates) the store in `path` with the default config.
@@ -107,6 +181,44 @@ impl TestNode {
             .remove(0)
             .outcome
             .expect("a command entry has an outcome")
+    }
+
+    /// Applies `cmds` as the next entries, a few hundred per `apply` call, and returns
+    /// their outcomes.
+    pub async fn apply_many(&mut self, cmds: impl IntoIterator<Item = Cmd>) -> Vec<CmdOutcome> {
+        let mut entries = Vec::new();
+        for cmd in cmds {
+            entries.push(cmd_entry(self.next_index, None, cmd));
+            self.next_index += 1;
+        }
+        let mut outcomes = Vec::new();
+        for chunk in entries.chunks(500) {
+            let responses = self.sm.apply(chunk.to_vec()).await.expect("apply");
+            outcomes.extend(responses.into_iter().map(|r| r.outcome.expect("outcome")));
+        }
+        outcomes
+    }
+
+    /// The namespaces, connections, modules and change history.
+    pub async fn providers(&self) -> ProviderState {
+        ProviderState {
+            namespaces: self.reader.list_namespaces().await.expect("list"),
+            connections: self.reader.connections().expect("connections"),
+            modules: self.reader.modules().expect("modules"),
+            changes: self.reader.changes_after(0, usize::MAX).expect("changes"),
+        }
+    }
+
+    /// Every kept change after `revision`; panics when the history was trimmed there.
+    pub fn changes_after(&self, revision: u64) -> Vec<orrery_store::ChangeRecord> {
+        match self
+            .reader
+            .changes_after(revision, usize::MAX)
+            .expect("changes")
+        {
+            Changes::Events(events) => events,
+            other => panic!("expected events, got {other:?}"),
+        }
     }
 
     /// Everything a command can change: namespaces with the revision, and the prefixes.

@@ -2,6 +2,7 @@
 //! the leader), `GetNamespace` and `ListNamespaces` (linearizable or stale).
 
 use orrery_proto::pb;
+use orrery_store::NamespaceOwner;
 use orrery_store::NamespaceRecord;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
@@ -26,8 +27,9 @@ impl AdminService {
             other => return Err(internal(format!("reserve answered {other:?}"))),
         };
         let record = NamespaceRecord {
-            owner_group: r.group_id,
+            owner: NamespaceOwner::Group(r.group_id),
             reserved_at: revision,
+            operator_reserved: true,
         };
         Ok(pb::NamespaceResponse {
             header: Some(self.core.header(Some(revision), false)?),

@@ -167,7 +167,7 @@ pub(crate) async fn run_expiry(core: Arc<NodeCore>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if core.leader_id() != Some(core.id) {
+        if core.metrics().current_leader != Some(core.id) {
             core.leases.forget_deadlines();
             continue;
         }

@@ -148,7 +148,7 @@ impl RaftService for RaftRpcService {
                 &self.core.leader_hint(),
             ));
         }
-        let leader = self.core.leader_id();
+        let leader = self.core.raft.metrics().borrow().current_leader;
         if leader != Some(self.core.id) {
             return Ok(Response::new(pb::RenewLeasesResponse {
                 results: vec![],

@@ -1,0 +1,224 @@
+//! Registration through the raw protocol against an in-process 3-node cluster: the steps a
+//! good registration streams, retries by request id, and a table of bad requests, each of
+//! which must fail with its typed error and leave the registry as it was.
+
+use std::time::Duration;
+
+use orrery_proto::pb;
+use orrery_proto::pb::provider_service_client::ProviderServiceClient;
+use orrery_proto::pb::registry_client::RegistryClient;
+use orrery_test_harness::TestCluster;
+use orrery_types::schema::to_schema;
+use orrery_types::CType;
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+
+/// Serves only the health service, reporting the executor SERVING, on a port-0 listener;
+/// enough for the node's reachability check.
+async fn healthy_executor() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(
+            "orrery.v1.ModuleExecutor",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+    });
+    addr
+}
+
+fn module(name: &str, input: CType, output: CType) -> pb::ModuleDeclaration {
+    pb::ModuleDeclaration {
+        name: name.into(),
+        version: "1.0.0".into(),
+        description: String::new(),
+        input_type: Some(to_schema(&input)),
+        output_type: Some(to_schema(&output)),
+        tags: Default::default(),
+    }
+}
+
+fn request(
+    client_id: &str,
+    namespace: &str,
+    group: &str,
+    endpoint: &str,
+    modules: Vec<pb::ModuleDeclaration>,
+) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        request_id: Some(pb::RequestId {
+            client_id: client_id.into(),
+            serial: 1,
+        }),
+        namespace: namespace.into(),
+        group_id: group.into(),
+        executor_endpoint: endpoint.into(),
+        modules,
+        ..Default::default()
+    }
+}
+
+/// Runs one registration to its end and returns every event.
+async fn register(addr: &str, request: pb::RegisterRequest) -> Vec<pb::RegisterEvent> {
+    let mut client = ProviderServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut stream = client.register(request).await.unwrap().into_inner();
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        events.push(event.unwrap());
+    }
+    events
+}
+
+fn stages(events: &[pb::RegisterEvent]) -> Vec<pb::RegisterStage> {
+    events.iter().map(|e| e.stage()).collect()
+}
+
+/// The registry's revision and module list as one node sees them, linearizably.
+async fn state(addr: &str) -> (u64, Vec<String>) {
+    let mut registry = RegistryClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let listed = registry
+        .list_modules(pb::ListModulesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let names = listed
+        .modules
+        .iter()
+        .map(|m| m.qualified_name.clone())
+        .collect();
+    (listed.header.unwrap().revision, names)
+}
+
+/// Steps: register through a follower; expect STARTED, VALIDATED, EXECUTOR_REACHABLE,
+/// COMMITTED, ACTIVE with a connection id; the module is listed on every node; the same
+/// request again (same request id) answers the same connection and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_through_a_follower_streams_every_step_and_is_idempotent() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let executor = healthy_executor().await;
+    let req = request(
+        "p1",
+        "acme",
+        "",
+        &executor,
+        vec![module("upper", CType::String, CType::String)],
+    );
+    let events = register(&cluster.addr(follower), req.clone()).await;
+    use pb::RegisterStage as S;
+    assert_eq!(
+        stages(&events),
+        vec![S::Started, S::Validated, S::ExecutorReachable, S::Committed, S::Active]
+    );
+    let committed = &events[3];
+    assert!(committed.connection_id > 0);
+    assert_eq!(committed.lease_ttl_ms, 5_000);
+    assert_eq!(committed.heartbeat_interval_ms, 1_000);
+    for id in cluster.ids() {
+        let (_, modules) = state(&cluster.addr(id)).await;
+        assert_eq!(modules, vec!["acme.upper".to_string()], "node {id}");
+    }
+    let before = state(&cluster.addr(leader)).await;
+    let again = register(&cluster.addr(leader), req).await;
+    assert_eq!(again[3].connection_id, committed.connection_id);
+    assert_eq!(again[3].revision, committed.revision);
+    assert_eq!(state(&cluster.addr(leader)).await, before);
+}
+
+/// Steps: reserve `owned` for group `g1` and register `taken` with a group; then send each
+/// bad registration; expect FAILED with its error code (and path where there is one) and
+/// the same revision and modules afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registrations_fail_with_typed_errors_and_change_nothing() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let addr = cluster.addr(cluster.leader().await);
+    let executor = healthy_executor().await;
+    cluster.client().reserve("owned", "g1", None).await.unwrap();
+    let good = module("upper", CType::String, CType::String);
+    let ok = register(
+        &addr,
+        request("base", "taken", "g2", &executor, vec![good.clone()]),
+    )
+    .await;
+    assert_eq!(ok.last().unwrap().stage(), pb::RegisterStage::Active);
+
+    let unbound = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = unbound.local_addr().unwrap().to_string();
+    drop(unbound);
+    let too_many: Vec<_> = (0..257)
+        .map(|i| module(&format!("m{i}"), CType::Int, CType::Int))
+        .collect();
+    use pb::ErrorCode as E;
+    let cases: Vec<(&str, pb::RegisterRequest, E, &str)> = vec![
+        ("bad namespace", request("c1", "9acme", "", &executor, vec![good.clone()]), E::InvalidName, "namespace"),
+        ("bad module name", request("c2", "ok", "", &executor, vec![module("up-per", CType::String, CType::String)]), E::InvalidName, "modules[0].name"),
+        ("bad endpoint", request("c3", "ok", "", "nohost", vec![good.clone()]), E::InvalidEndpoint, "executor_endpoint"),
+        ("reserved namespace", request("c4", "stdlib.text", "", &executor, vec![good.clone()]), E::ReservedNamespace, ""),
+        ("foreign namespace", request("c5", "owned", "g9", &executor, vec![good.clone()]), E::NamespaceOwned, ""),
+        ("schema mismatch", request("c6", "taken", "g2", &executor, vec![module("upper", CType::Int, CType::String)]), E::SchemaMismatch, "modules[0].input_type"),
+        ("unreachable executor", request("c7", "ok", "", &closed, vec![good.clone()]), E::ExecutorUnreachable, ""),
+        ("too many modules", request("c8", "ok", "", &executor, too_many), E::LimitExceeded, "modules"),
+        ("no modules", request("c9", "ok", "", &executor, vec![]), E::LimitExceeded, "modules"),
+    ];
+    for (what, req, code, path) in cases {
+        let before = state(&addr).await;
+        let events = register(&addr, req).await;
+        let last = events.last().unwrap();
+        assert_eq!(last.stage(), pb::RegisterStage::Failed, "{what}: {events:?}");
+        assert_eq!(last.error.as_ref().unwrap().code(), code, "{what}: {last:?}");
+        assert_eq!(last.error_path, path, "{what}");
+        assert!(
+            !stages(&events).contains(&pb::RegisterStage::Committed),
+            "{what}"
+        );
+        assert_eq!(state(&addr).await, before, "{what} changed the registry");
+    }
+}
+
+/// Steps: open a control stream whose first message is a heartbeat, then one attaching to
+/// a connection that does not exist; expect INVALID_ARGUMENT and NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_streams_must_attach_to_a_live_connection_first() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let addr = cluster.addr(cluster.leader().await);
+    let mut client = ProviderServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let heartbeat = pb::ControlMessage {
+        body: Some(pb::control_message::Body::Heartbeat(pb::Heartbeat {
+            sequence: 1,
+            in_flight: 0,
+        })),
+    };
+    let status = client
+        .control_plane(tokio_stream::iter(vec![heartbeat]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let attach = pb::ControlMessage {
+        body: Some(pb::control_message::Body::Attach(pb::Attach {
+            connection_id: 4242,
+            generation: 1,
+        })),
+    };
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.control_plane(tokio_stream::iter(vec![attach])),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+}

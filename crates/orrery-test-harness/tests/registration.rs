@@ -120,7 +120,13 @@ async fn registration_through_a_follower_streams_every_step_and_is_idempotent() 
     use pb::RegisterStage as S;
     assert_eq!(
         stages(&events),
-        vec![S::Started, S::Validated, S::ExecutorReachable, S::Committed, S::Active]
+        vec![
+            S::Started,
+            S::Validated,
+            S::ExecutorReachable,
+            S::Committed,
+            S::Active
+        ]
     );
     let committed = &events[3];
     assert!(committed.connection_id > 0);
@@ -162,22 +168,87 @@ async fn bad_registrations_fail_with_typed_errors_and_change_nothing() {
         .collect();
     use pb::ErrorCode as E;
     let cases: Vec<(&str, pb::RegisterRequest, E, &str)> = vec![
-        ("bad namespace", request("c1", "9acme", "", &executor, vec![good.clone()]), E::InvalidName, "namespace"),
-        ("bad module name", request("c2", "ok", "", &executor, vec![module("up-per", CType::String, CType::String)]), E::InvalidName, "modules[0].name"),
-        ("bad endpoint", request("c3", "ok", "", "nohost", vec![good.clone()]), E::InvalidEndpoint, "executor_endpoint"),
-        ("reserved namespace", request("c4", "stdlib.text", "", &executor, vec![good.clone()]), E::ReservedNamespace, ""),
-        ("foreign namespace", request("c5", "owned", "g9", &executor, vec![good.clone()]), E::NamespaceOwned, ""),
-        ("schema mismatch", request("c6", "taken", "g2", &executor, vec![module("upper", CType::Int, CType::String)]), E::SchemaMismatch, "modules[0].input_type"),
-        ("unreachable executor", request("c7", "ok", "", &closed, vec![good.clone()]), E::ExecutorUnreachable, ""),
-        ("too many modules", request("c8", "ok", "", &executor, too_many), E::LimitExceeded, "modules"),
-        ("no modules", request("c9", "ok", "", &executor, vec![]), E::LimitExceeded, "modules"),
+        (
+            "bad namespace",
+            request("c1", "9acme", "", &executor, vec![good.clone()]),
+            E::InvalidName,
+            "namespace",
+        ),
+        (
+            "bad module name",
+            request(
+                "c2",
+                "ok",
+                "",
+                &executor,
+                vec![module("up-per", CType::String, CType::String)],
+            ),
+            E::InvalidName,
+            "modules[0].name",
+        ),
+        (
+            "bad endpoint",
+            request("c3", "ok", "", "nohost", vec![good.clone()]),
+            E::InvalidEndpoint,
+            "executor_endpoint",
+        ),
+        (
+            "reserved namespace",
+            request("c4", "stdlib.text", "", &executor, vec![good.clone()]),
+            E::ReservedNamespace,
+            "",
+        ),
+        (
+            "foreign namespace",
+            request("c5", "owned", "g9", &executor, vec![good.clone()]),
+            E::NamespaceOwned,
+            "",
+        ),
+        (
+            "schema mismatch",
+            request(
+                "c6",
+                "taken",
+                "g2",
+                &executor,
+                vec![module("upper", CType::Int, CType::String)],
+            ),
+            E::SchemaMismatch,
+            "modules[0].input_type",
+        ),
+        (
+            "unreachable executor",
+            request("c7", "ok", "", &closed, vec![good.clone()]),
+            E::ExecutorUnreachable,
+            "",
+        ),
+        (
+            "too many modules",
+            request("c8", "ok", "", &executor, too_many),
+            E::LimitExceeded,
+            "modules",
+        ),
+        (
+            "no modules",
+            request("c9", "ok", "", &executor, vec![]),
+            E::LimitExceeded,
+            "modules",
+        ),
     ];
     for (what, req, code, path) in cases {
         let before = state(&addr).await;
         let events = register(&addr, req).await;
         let last = events.last().unwrap();
-        assert_eq!(last.stage(), pb::RegisterStage::Failed, "{what}: {events:?}");
-        assert_eq!(last.error.as_ref().unwrap().code(), code, "{what}: {last:?}");
+        assert_eq!(
+            last.stage(),
+            pb::RegisterStage::Failed,
+            "{what}: {events:?}"
+        );
+        assert_eq!(
+            last.error.as_ref().unwrap().code(),
+            code,
+            "{what}: {last:?}"
+        );
         assert_eq!(last.error_path, path, "{what}");
         assert!(
             !stages(&events).contains(&pb::RegisterStage::Committed),

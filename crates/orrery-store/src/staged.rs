@@ -158,7 +158,9 @@ mod tests {
     }
 
     /// Steps: stage an insert, a removal of a stored key and an overwrite; read them back
-    /// before commit (staged values win, the tree is untouched), commit, and read the tree.
+    /// before commit (staged values win, the tree is untouched), list the first keys (the
+    /// removed one hidden, the inserted one included, limits and sub-prefixes honoured),
+    /// commit, and read the tree.
     #[test]
     fn staged_writes_are_read_back_and_reach_the_tree_only_on_commit() {
         let db = sled::Config::new().temporary(true).open().unwrap();

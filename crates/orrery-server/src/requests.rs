@@ -3,6 +3,7 @@
 //! into an error, and make the local replica fit for a read of the asked consistency.
 
 use orrery_proto::pb;
+use orrery_store::ConnectionRecord;
 use orrery_types::cmd::ClientRequestId;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
@@ -34,6 +35,14 @@ impl NodeCore {
                 "a write was answered with {other:?}"
             ))),
         }
+    }
+
+    /// Connection `id` in the local replica, or NOT_FOUND.
+    pub(crate) fn connection_record(&self, id: u64) -> Result<ConnectionRecord, ApiError> {
+        self.reader
+            .connection(id)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .ok_or_else(|| ApiError::NotFound(format!("connection {id}")))
     }
 
     /// Makes the local replica fit for a read of the asked consistency; true when stale.

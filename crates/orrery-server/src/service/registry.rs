@@ -103,12 +103,7 @@ impl RegistryApi {
         r: pb::GetProviderRequest,
     ) -> Result<pb::GetProviderResponse, ApiError> {
         let stale = self.core.prepare_read(r.consistency).await?;
-        let record = self
-            .core
-            .reader
-            .connection(r.connection_id)
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound(format!("connection {}", r.connection_id)))?;
+        let record = self.core.connection_record(r.connection_id)?;
         Ok(pb::GetProviderResponse {
             header: Some(self.core.header(None, stale)?),
             provider: Some(provider_info(r.connection_id, &record)),

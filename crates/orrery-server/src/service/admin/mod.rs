@@ -47,12 +47,7 @@ impl AdminService {
         r: pb::DrainProviderRequest,
     ) -> Result<pb::DrainProviderResponse, ApiError> {
         self.core.read_barrier().await?;
-        let record = self
-            .core
-            .reader
-            .connection(r.connection_id)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or_else(|| ApiError::NotFound(format!("connection {}", r.connection_id)))?;
+        let record = self.core.connection_record(r.connection_id)?;
         let deadline = if r.deadline_ms == 0 {
             DEFAULT_DRAIN_DEADLINE_MS
         } else {
@@ -71,12 +66,7 @@ impl AdminService {
             other => return Err(ApiError::Internal(format!("drain answered {other:?}"))),
         };
         self.core.read_barrier().await?;
-        let record = self
-            .core
-            .reader
-            .connection(r.connection_id)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or_else(|| ApiError::NotFound(format!("connection {}", r.connection_id)))?;
+        let record = self.core.connection_record(r.connection_id)?;
         Ok(pb::DrainProviderResponse {
             header: Some(self.core.header(Some(revision), false)?),
             provider: Some(provider_info(r.connection_id, &record)),

@@ -293,3 +293,143 @@ async fn control_streams_must_attach_to_a_live_connection_first() {
     .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
 }
+
+/// Steps: register `acme.upper` (String -> String); call it through a node with an Int, and
+/// send a registration and an Execute larger than the 4 MiB message limit. Expect
+/// TYPE_ERROR without a call reaching the executor (it serves no ModuleExecutor at all),
+/// RESOURCE_EXHAUSTED-class refusals for the oversized messages, and no change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_types_and_oversized_messages_are_refused_and_change_nothing() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let addr = cluster.addr(cluster.leader().await);
+    let executor = healthy_executor().await;
+    let good = module("upper", CType::String, CType::String);
+    let ok = register(
+        &addr,
+        request("p", "acme", "", &executor, vec![good.clone()]),
+    )
+    .await;
+    assert_eq!(ok.last().unwrap().stage(), pb::RegisterStage::Active);
+    let before = state(&addr).await;
+
+    let mut registry = RegistryClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let error = loop {
+        let answer = registry
+            .execute(pb::ExecuteModuleRequest {
+                qualified_name: "acme.upper".into(),
+                input: Some(orrery_types::wire::to_pb(&orrery_types::CValue::Int(5))),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(pb::execute_module_response::Result::Error(e)) = answer.result else {
+            panic!("an Int input was executed")
+        };
+        if e.code() != pb::ExecutionErrorCode::ModuleNotFound
+            || std::time::Instant::now() > deadline
+        {
+            break e;
+        }
+    };
+    assert_eq!(error.code(), pb::ExecutionErrorCode::TypeError, "{error:?}");
+
+    let mut huge = request("big", "big", "", &executor, vec![good]);
+    huge.modules[0].description = "x".repeat(5 << 20);
+    let mut client = ProviderServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let status = client.register(huge).await.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
+        "{status:?}"
+    );
+    let status = registry
+        .execute(pb::ExecuteModuleRequest {
+            qualified_name: "acme.upper".into(),
+            input: Some(orrery_types::wire::to_pb(&orrery_types::CValue::String(
+                "y".repeat(5 << 20),
+            ))),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
+        "{status:?}"
+    );
+    assert_eq!(state(&addr).await, before);
+}
+
+/// Steps: register a provider; open a watch on node 2 from revision 1 and read the first
+/// events; restart node 2; watch again from the last revision seen + 1 while a second
+/// registration commits. Expect the second watch to start exactly after the first one's
+/// last event and to see the new registration, in revision order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_from_a_revision_after_a_node_restart() {
+    let mut cluster = TestCluster::start(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let watched = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    let executor = healthy_executor().await;
+    let leader_addr = cluster.addr(leader);
+    let one = module("upper", CType::String, CType::String);
+    register(
+        &leader_addr,
+        request("a", "first", "", &executor, vec![one.clone()]),
+    )
+    .await;
+
+    async fn events(addr: &str, from: u64, count: usize) -> Vec<pb::WatchEvent> {
+        let mut client = RegistryClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let mut stream = client
+            .watch(pb::WatchRequest {
+                from_revision: from,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        while out.len() < count {
+            let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("a watch event in time")
+                .unwrap()
+                .unwrap();
+            if let Some(pb::watch_response::Body::Event(e)) = message.body {
+                out.push(e);
+            }
+        }
+        out
+    }
+    // NAMESPACE_CLAIMED, CONNECTION_ADDED, MODULE_ADDED at revision 1.
+    let first = events(&cluster.addr(watched), 1, 3).await;
+    assert!(first.iter().all(|e| e.revision == 1), "{first:?}");
+    let last = first.last().unwrap().revision;
+
+    cluster.kill(watched).await;
+    cluster.restart(watched).await;
+    register(
+        &leader_addr,
+        request("b", "second", "", &executor, vec![one]),
+    )
+    .await;
+    let resumed = events(&cluster.addr(watched), last + 1, 3).await;
+    assert!(
+        resumed.iter().all(|e| e.revision == last + 1),
+        "{resumed:?}"
+    );
+    let keys: Vec<_> = resumed.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"second.upper"), "{keys:?}");
+}

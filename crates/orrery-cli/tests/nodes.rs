@@ -48,15 +48,21 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Ports that were free a moment ago.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+/// The first of `n` consecutive ports that are free now, below the kernel's ephemeral
+/// range (32768 and up) so that outgoing connections of concurrent tests cannot take
+/// them between this check and the node binding them.
+fn free_consecutive_ports(n: u16) -> u16 {
+    // Spread the candidates by process id so parallel test binaries start apart.
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    (start..32_000)
+        .step_by(usize::from(n) + 1)
+        .find(|base| {
+            let held: Vec<_> = (0..n)
+                .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+                .collect();
+            held.len() == usize::from(n)
+        })
+        .expect("some free consecutive ports below 32000")
 }
 
 /// A running `orrery` process, SIGKILLed and reaped when dropped (so a
@@ -146,7 +152,8 @@ fn namespaces_on(endpoint: &str, consistency: &str) -> Option<Vec<String>> {
 #[test]
 fn three_processes_survive_a_leader_kill() {
     let data = tempfile::tempdir().unwrap();
-    let ports = free_ports(3);
+    let base = free_consecutive_ports(3);
+    let ports = [base, base + 1, base + 2];
     let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
     let initial = (0..3)
         .map(|i| format!("{}={}", i + 1, addr(i)))
@@ -228,8 +235,7 @@ fn three_processes_survive_a_leader_kill() {
 /// namespace and read it back; SIGTERM the process and check it exits 0.
 #[test]
 fn dev_runs_a_local_cluster() {
-    // Three consecutive ports from a base that was free a moment ago.
-    let base = free_ports(1)[0].min(u16::MAX - 3);
+    let base = free_consecutive_ports(3);
     let mut command = Command::new(ORRERY);
     command
         .args(["dev", "--nodes", "3", "--base-port", &base.to_string()])

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by scripts/bench/writes and scripts/bench/failover: finding and
+# Shared by scripts/bench/writes, failover and providers: finding and
 # building the binaries, starting and stopping local clusters on 127.0.0.1,
 # and cleaning up every process they started. Source it; do not run it.
 

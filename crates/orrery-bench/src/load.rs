@@ -11,7 +11,7 @@
 
 use crate::etcd::pb::{kv_client::KvClient, PutRequest, RangeRequest};
 use crate::payload::{self, OrrerySizing};
-use crate::report::{self, RunReport};
+use crate::report::{self, RunReport, Summary};
 use crate::{RunArgs, Target};
 use hdrhistogram::Histogram;
 use orrery_proto::pb::{
@@ -20,6 +20,7 @@ use orrery_proto::pb::{
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -75,6 +76,16 @@ pub fn status_line(s: &tonic::Status) -> String {
         out.push(')');
     }
     out
+}
+
+/// Runs `call` with a deadline: past `timeout` it is an error.
+pub async fn deadline<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
 }
 
 /// Connects a channel to `endpoint` (`host:port` or a URI).
@@ -178,9 +189,7 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)))
+        deadline(self.timeout, call).await
     }
 
     /// Reads one of `keys` at random, linearizably.
@@ -222,45 +231,93 @@ impl Client {
                 }
             }
         };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)))
+        deadline(self.timeout, call).await
     }
 }
 
-/// What one client measured.
-struct ClientResult {
-    histogram: Histogram<u64>,
-    ops: u64,
-    errors: u64,
-    first_error: Option<String>,
+/// One closed-loop client: it sends a request, waits for the answer, and
+/// sends the next.
+pub trait Caller: Send + 'static {
+    /// Sends one request and waits for its answer (or its deadline).
+    fn call(&mut self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-async fn drive(
-    mut client: Client,
+/// A load client doing one [`Op`].
+struct Loaded {
+    client: Client,
     op: Op,
     keys: Arc<Vec<String>>,
+}
+
+impl Caller for Loaded {
+    async fn call(&mut self) -> Result<(), String> {
+        match self.op {
+            Op::Writes => self.client.write().await.map(drop),
+            Op::Reads => self.client.read(&self.keys).await,
+        }
+    }
+}
+
+/// What the clients of a run measured together.
+pub struct Measured {
+    /// Latencies of the successful requests of the measured period, µs.
+    pub histogram: Histogram<u64>,
+    /// Successful requests started in the measured period.
+    pub ops: u64,
+    /// Failed requests started in the measured period.
+    pub errors: u64,
+    /// Up to three distinct errors (from the warm-up too), for stderr.
+    pub messages: Vec<String>,
+}
+
+impl Measured {
+    fn new() -> Measured {
+        Measured {
+            histogram: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+                .expect("constant histogram bounds are valid"),
+            ops: 0,
+            errors: 0,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Ops/s and latency percentiles over a measured period of `duration`.
+    pub fn summary(&self, duration: Duration) -> Summary {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Summary {
+            ops: self.ops,
+            ops_per_s: self.ops as f64 / duration.as_secs_f64(),
+            errors: self.errors,
+            p50_ms: ms(self.histogram.value_at_quantile(0.5)),
+            p99_ms: ms(self.histogram.value_at_quantile(0.99)),
+            p999_ms: ms(self.histogram.value_at_quantile(0.999)),
+            max_ms: ms(self.histogram.max()),
+            mean_ms: self.histogram.mean() / 1000.0,
+        }
+    }
+
+    /// Prints the errors kept, each prefixed with `what`.
+    pub fn print_errors(&self, what: &str) {
+        for message in &self.messages {
+            eprintln!("orrery-bench: {what} error: {message}");
+        }
+    }
+}
+
+async fn drive<C: Caller>(
+    mut caller: C,
     start: Instant,
     measure_from: Instant,
     end: Instant,
-) -> ClientResult {
-    let mut result = ClientResult {
-        histogram: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-            .expect("constant histogram bounds are valid"),
-        ops: 0,
-        errors: 0,
-        first_error: None,
-    };
+) -> Measured {
+    let mut result = Measured::new();
     tokio::time::sleep_until(start).await;
     loop {
         let t0 = Instant::now();
         if t0 >= end {
             break;
         }
-        let outcome = match op {
-            Op::Writes => client.write().await.map(drop),
-            Op::Reads => client.read(&keys).await,
-        };
+        let outcome = caller.call().await;
         let measured = t0 >= measure_from;
         match outcome {
             Ok(()) if measured => {
@@ -275,12 +332,47 @@ async fn drive(
                 if measured {
                     result.errors += 1;
                 }
-                result.first_error.get_or_insert(e);
+                if result.messages.is_empty() {
+                    result.messages.push(e);
+                }
                 tokio::time::sleep(ERROR_PAUSE).await;
             }
         }
     }
     result
+}
+
+/// Runs `callers` closed loop, all starting at the same instant: a
+/// `warmup` whose requests are not counted, then a measured `duration`.
+/// Callers stop starting requests at its end; the last ones finish after it.
+pub async fn measure<C: Caller>(
+    callers: Vec<C>,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Measured, String> {
+    let start = Instant::now() + Duration::from_millis(50);
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in callers {
+        tasks.spawn(drive(caller, start, measure_from, end));
+    }
+    let mut total = Measured::new();
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.map_err(|e| format!("client task: {e}"))?;
+        total
+            .histogram
+            .add(&result.histogram)
+            .map_err(|e| format!("merging histograms: {e}"))?;
+        total.ops += result.ops;
+        total.errors += result.errors;
+        for e in result.messages {
+            if !total.messages.contains(&e) && total.messages.len() < 3 {
+                total.messages.push(e);
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Opens one connection per client, endpoint `i % n` for client `i`.
@@ -335,53 +427,26 @@ pub async fn run(op: Op, args: RunArgs) -> Result<(), String> {
     });
     let clients = args.clients as usize;
     let conns = open_all(&args, clients).await?;
-
-    let start = Instant::now() + Duration::from_millis(50);
-    let measure_from = start + args.warmup;
-    let end = measure_from + args.duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, conn) in conns.into_iter().enumerate() {
-        let client = Client::new(index, conn, run, &args);
-        tasks.spawn(drive(client, op, keys.clone(), start, measure_from, end));
-    }
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)
-        .expect("constant histogram bounds are valid");
-    let (mut ops, mut errors, mut messages) = (0, 0, Vec::<String>::new());
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined.map_err(|e| format!("client task: {e}"))?;
-        histogram
-            .add(&result.histogram)
-            .map_err(|e| format!("merging histograms: {e}"))?;
-        ops += result.ops;
-        errors += result.errors;
-        if let Some(e) = result.first_error {
-            if !messages.contains(&e) && messages.len() < 3 {
-                messages.push(e);
-            }
-        }
-    }
-    // Clients stop starting requests at `end`; the last ones finish after it.
-    let measured = args.duration.as_secs_f64();
-    for message in &messages {
-        eprintln!("orrery-bench: {} error: {message}", args.target_name());
-    }
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let callers = conns
+        .into_iter()
+        .enumerate()
+        .map(|(index, conn)| Loaded {
+            client: Client::new(index, conn, run, &args),
+            op,
+            keys: keys.clone(),
+        })
+        .collect();
+    let measured = measure(callers, args.warmup, args.duration).await?;
+    measured.print_errors(args.target_name());
     let report = RunReport {
         target: args.target,
         op: op.name().to_string(),
         clients: args.clients,
         endpoints: args.endpoints.len(),
-        duration_s: measured,
+        duration_s: args.duration.as_secs_f64(),
         warmup_s: args.warmup.as_secs_f64(),
         value_size: args.value_size,
-        ops,
-        ops_per_s: ops as f64 / measured,
-        errors,
-        p50_ms: ms(0.5),
-        p99_ms: ms(0.99),
-        p999_ms: ms(0.999),
-        max_ms: histogram.max() as f64 / 1000.0,
-        mean_ms: histogram.mean() / 1000.0,
+        summary: measured.summary(args.duration),
         keys: (op == Op::Reads).then_some(keys.len()),
         payload: describe(op, &args),
     };

@@ -7,11 +7,16 @@
 //!   object) with ops/s, latency percentiles and errors.
 //! - `table`: turns JSON result lines into the Orrery-versus-etcd table.
 //! - `leader`, `kill-leader`, `wait-member`: the steps of a failover trial.
+//! - `execute`, `heartbeats`, `registrations`: the provider benchmarks, with
+//!   an in-process executor; `provider-table` prints their results again.
 
 mod etcd;
+mod executor;
 mod load;
 mod payload;
 mod probe;
+mod provider;
+mod providers;
 mod report;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -39,6 +44,20 @@ enum Command {
     /// Prints the Orrery-versus-etcd table from files of JSON result lines.
     Table {
         /// Files holding `--output json` lines.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Closed-loop calls of an in-process executor's `upper`, through the
+    /// cluster (Registry.Execute) and straight (ModuleExecutor.Execute).
+    Execute(providers::LoadArgs),
+    /// Many provider connections heartbeating: Raft entries, false
+    /// expiries and the leader's CPU at steady state.
+    Heartbeats(providers::HeartbeatArgs),
+    /// Closed-loop registrations of fresh namespaces, each to ACTIVE.
+    Registrations(providers::LoadArgs),
+    /// Prints the provider benchmarks' tables from files of JSON result lines.
+    ProviderTable {
+        /// Files holding `--output json` lines of provider benchmarks.
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
@@ -177,6 +196,10 @@ fn main() -> ExitCode {
             Command::Writes(args) => load::run(load::Op::Writes, args).await,
             Command::Reads(args) => load::run(load::Op::Reads, args).await,
             Command::Table { files } => report::table(&files),
+            Command::Execute(args) => providers::execute(args).await,
+            Command::Heartbeats(args) => providers::heartbeats(args).await,
+            Command::Registrations(args) => providers::registrations(args).await,
+            Command::ProviderTable { files } => report::provider_table(&files),
             Command::Leader { endpoints, timeout } => probe::leader(&endpoints, timeout).await,
             Command::KillLeader {
                 endpoints,

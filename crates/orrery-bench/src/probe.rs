@@ -23,7 +23,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// Admin clients by endpoint, connected lazily so that a node that is down
 /// now can answer later.
 #[derive(Default)]
-struct Nodes {
+pub struct Nodes {
     clients: HashMap<String, ClusterAdminClient<Channel>>,
 }
 
@@ -58,7 +58,10 @@ impl Nodes {
 
     /// The leader's own status, if `endpoints` (or the members they name)
     /// lead to a node that says it is the leader.
-    async fn leader_status(&mut self, endpoints: &[String]) -> Option<(String, StatusResponse)> {
+    pub async fn leader_status(
+        &mut self,
+        endpoints: &[String],
+    ) -> Option<(String, StatusResponse)> {
         for endpoint in endpoints {
             let Ok(status) = self.status(endpoint).await else {
                 continue;
@@ -82,7 +85,8 @@ impl Nodes {
     }
 }
 
-fn node_id(status: &StatusResponse) -> u64 {
+/// The id of the node that answered `status`, 0 if unknown.
+pub fn node_id(status: &StatusResponse) -> u64 {
     status.header.as_ref().map_or(0, |h| h.node_id)
 }
 
@@ -90,7 +94,8 @@ fn member(status: &StatusResponse, id: u64) -> Option<&Member> {
     status.members.iter().find(|m| m.id == id)
 }
 
-async fn wait_for_leader(
+/// Polls until a node says it is the leader; returns its address and status.
+pub async fn wait_for_leader(
     nodes: &mut Nodes,
     endpoints: &[String],
     timeout: Duration,

@@ -115,6 +115,17 @@ impl LeaseKeeper {
         expired
     }
 
+    /// Leader side: milliseconds until the lease of `connection_id` runs out; 0 when this
+    /// node keeps no deadline for it (it does not lead, or has not seen the connection).
+    pub(crate) fn expires_in_ms(&self, connection_id: u64) -> u64 {
+        lock(&self.deadlines)
+            .get(&connection_id)
+            .map_or(0, |(_, deadline)| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
+
     /// Drops every leader-side deadline (this node stopped leading).
     fn forget_deadlines(&self) {
         lock(&self.deadlines).clear();

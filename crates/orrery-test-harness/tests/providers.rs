@@ -167,6 +167,7 @@ async fn module_names(addr: &str) -> Vec<String> {
 }
 
 /// Steps: register a provider (TTL 2 s) through a follower; Execute through every node;
+/// read its lease from the leader;
 /// SIGKILL it; poll the leader until the connection is gone. Expect the answer on every
 /// node, the expiry no earlier than TTL minus one heartbeat and renewal interval and no
 /// later than TTL + 1 s, and the module gone from all three nodes.

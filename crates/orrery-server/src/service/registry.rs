@@ -39,6 +39,12 @@ impl RegistryApi {
             .map_err(|e| to_status(&e, &self.core.leader_hint()))
     }
 
+    /// Adds the time left on the connection's lease, which only the leader knows.
+    fn with_lease(&self, mut info: pb::ProviderInfo) -> pb::ProviderInfo {
+        info.lease_expires_in_ms = self.core.leases.expires_in_ms(info.connection_id);
+        info
+    }
+
     async fn list_modules(
         &self,
         r: pb::ListModulesRequest,
@@ -90,7 +96,7 @@ impl RegistryApi {
             .iter()
             .filter(|(_, c)| under_prefix(&c.namespace, &r.namespace_prefix))
             .filter(|(_, c)| r.group_id.is_empty() || c.group.as_deref() == Some(&r.group_id))
-            .map(|(id, c)| provider_info(*id, c))
+            .map(|(id, c)| self.with_lease(provider_info(*id, c)))
             .collect();
         Ok(pb::ListProvidersResponse {
             header: Some(self.core.header(None, stale)?),
@@ -106,7 +112,7 @@ impl RegistryApi {
         let record = self.core.connection_record(r.connection_id)?;
         Ok(pb::GetProviderResponse {
             header: Some(self.core.header(None, stale)?),
-            provider: Some(provider_info(r.connection_id, &record)),
+            provider: Some(self.with_lease(provider_info(r.connection_id, &record))),
         })
     }
 }

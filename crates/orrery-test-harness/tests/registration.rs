@@ -433,3 +433,52 @@ async fn watch_resumes_from_a_revision_after_a_node_restart() {
     let keys: Vec<_> = resumed.iter().map(|e| e.key.as_str()).collect();
     assert!(keys.contains(&"second.upper"), "{keys:?}");
 }
+
+/// Steps: register with a 1 s lease and never open a control stream; poll the leader
+/// until the connection is gone. Expect it to go no earlier than one TTL after COMMITTED
+/// and no later than TTL + 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_attaches_expires_after_one_ttl() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let addr = cluster.addr(cluster.leader().await);
+    let executor = healthy_executor().await;
+    let mut req = request(
+        "silent",
+        "silent",
+        "",
+        &executor,
+        vec![module("upper", CType::String, CType::String)],
+    );
+    req.lease_ttl_ms = 1_000;
+    let events = register(&addr, req).await;
+    let committed_at = std::time::Instant::now();
+    let id = events[3].connection_id;
+    assert_eq!(events.last().unwrap().stage(), pb::RegisterStage::Active);
+    let mut registry = RegistryClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    loop {
+        let found = registry
+            .get_provider(pb::GetProviderRequest {
+                connection_id: id,
+                ..Default::default()
+            })
+            .await;
+        match found {
+            Ok(_) => {
+                assert!(
+                    committed_at.elapsed() < Duration::from_secs(5),
+                    "never expired"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::NotFound, "{s:?}");
+                break;
+            }
+        }
+    }
+    let gone_after = committed_at.elapsed();
+    assert!(gone_after >= Duration::from_millis(950), "{gone_after:?}");
+    assert!(gone_after <= Duration::from_millis(2_000), "{gone_after:?}");
+}

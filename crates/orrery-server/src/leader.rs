@@ -239,9 +239,7 @@ impl NodeCore {
             }
             LeaderOp::RenewLeases(renewals) => {
                 self.ensure_leader()?;
-                let results = self
-                    .leases
-                    .renew(&renewals, |id| self.reader.connection(id).ok().flatten());
+                let results = self.renew_leases(&renewals);
                 Ok(LeaderReply::Renewed(results))
             }
             LeaderOp::ReadIndex => {

@@ -132,6 +132,14 @@ impl LeaseKeeper {
     }
 }
 
+impl NodeCore {
+    /// Leader side: renews each lease whose connection exists here with that generation.
+    pub(crate) fn renew_leases(&self, renewals: &[ConnectionRef]) -> Vec<bool> {
+        self.leases
+            .renew(renewals, |id| self.reader.connection(id).ok().flatten())
+    }
+}
+
 /// Sends this node's renewals to the leader until `stop`.
 pub(crate) async fn run_renewals(core: Arc<NodeCore>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(RENEW_INTERVAL);

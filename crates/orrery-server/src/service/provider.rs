@@ -37,6 +37,7 @@ use tonic::Streaming;
 use crate::errors::to_status;
 use crate::errors::ApiError;
 use crate::node::NodeCore;
+use crate::service::registry::state_of;
 
 /// The lease TTL a registration gets when it asks for none.
 pub(crate) const DEFAULT_LEASE_TTL_MS: u64 = 5_000;
@@ -158,7 +159,7 @@ impl ProviderService for ProviderApi {
         let attached = pb::ControlReply {
             body: Some(pb::control_reply::Body::Attached(pb::Attached {
                 node_id: self.core.id,
-                state: connection_state(&record.state) as i32,
+                state: state_of(&record.state) as i32,
                 lease_ttl_ms: record.lease_ttl_ms,
                 heartbeat_interval_ms: record.heartbeat_interval_ms,
             })),
@@ -257,13 +258,6 @@ async fn control_loop(
         }
     }
     core.leases.detach(connection.connection_id);
-}
-
-fn connection_state(state: &ConnectionState) -> pb::ConnectionState {
-    match state {
-        ConnectionState::Active => pb::ConnectionState::Active,
-        ConnectionState::Draining { .. } => pb::ConnectionState::Draining,
-    }
 }
 
 /// Runs one registration, sending each step to `events`; FAILED ends it.

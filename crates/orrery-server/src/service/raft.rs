@@ -163,9 +163,7 @@ impl RaftService for RaftRpcService {
                 generation: l.generation,
             })
             .collect();
-        let renewed = self.core.leases.renew(&renewals, |id| {
-            self.core.reader.connection(id).ok().flatten()
-        });
+        let renewed = self.core.renew_leases(&renewals);
         let results = renewals
             .iter()
             .zip(renewed)

@@ -236,7 +236,8 @@ pub(crate) fn under_prefix(namespace: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
-fn state_of(state: &ConnectionState) -> pb::ConnectionState {
+/// A connection state as the protocol names it.
+pub(crate) fn state_of(state: &ConnectionState) -> pb::ConnectionState {
     match state {
         ConnectionState::Active => pb::ConnectionState::Active,
         ConnectionState::Draining { .. } => pb::ConnectionState::Draining,

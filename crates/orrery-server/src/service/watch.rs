@@ -10,6 +10,7 @@ use orrery_store::ChangeKind;
 use orrery_store::ChangeObject;
 use orrery_store::ChangeRecord;
 use orrery_store::Changes;
+use orrery_store::ConnectionRecord;
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -45,12 +46,13 @@ pub(crate) async fn run_watch(core: Arc<NodeCore>, request: pb::WatchRequest, ou
         match core.reader.changes_after(after, BATCH) {
             Ok(Changes::Events(events)) => {
                 let full = events.len() == BATCH;
+                let mut connections = None;
                 for change in events {
                     after = change.revision;
                     if !wanted(&change, &filter) {
                         continue;
                     }
-                    let event = watch_event(&core, change);
+                    let event = watch_event(&core, &mut connections, change);
                     let message = pb::WatchResponse {
                         body: Some(pb::watch_response::Body::Event(event)),
                     };
@@ -133,11 +135,18 @@ fn change_kind(kind: &ChangeKind) -> pb::ChangeKind {
     }
 }
 
-fn watch_event(core: &NodeCore, change: ChangeRecord) -> pb::WatchEvent {
+/// The protocol form of `change`; `connections` is read from the replica once, by the
+/// first module event of a batch that needs the serving connections.
+fn watch_event(
+    core: &NodeCore,
+    connections: &mut Option<Vec<(u64, ConnectionRecord)>>,
+    change: ChangeRecord,
+) -> pb::WatchEvent {
     let object = match &change.object {
         ChangeObject::Module(m) => {
-            let connections = core.reader.connections().unwrap_or_default();
-            pb::watch_event::Object::Module(module_info(m, &connections))
+            let connections =
+                connections.get_or_insert_with(|| core.reader.connections().unwrap_or_default());
+            pb::watch_event::Object::Module(module_info(m, connections))
         }
         ChangeObject::Connection { id, record } => {
             pb::watch_event::Object::Provider(provider_info(*id, record))

@@ -13,6 +13,9 @@ python="${PYTHON:-$root/.venv/bin/python}"
 out="$here/generated"
 stamp="$out/.stamp"
 
+# One run at a time (tests may start several providers at once).
+exec 9>"$here/.generate.lock"
+flock 9
 if [ "${1:-}" != "--force" ] && [ -f "$stamp" ]; then
   newer=$(find "$root/proto" -name '*.proto' -newer "$stamp" | head -n 1)
   [ -z "$newer" ] && exit 0
@@ -23,7 +26,7 @@ if ! "$python" -c 'import grpc_tools' 2>/dev/null; then
 fi
 
 # Generate next to the target and swap it in, so that a provider starting at
-# the same moment never sees half a package.
+# the same moment sees the old stubs or the new ones, never half of them.
 tmp="$(mktemp -d "$here/.generated.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 "$python" -m grpc_tools.protoc \
@@ -32,5 +35,5 @@ trap 'rm -rf "$tmp"' EXIT
   "$root"/proto/orrery/v1/*.proto
 touch "$tmp/.stamp"
 rm -rf "$out"
-mv -T "$tmp" "$out" 2>/dev/null || true # another run may have swapped its own in first
+mv -T "$tmp" "$out"
 echo "generate.sh: stubs in $out"

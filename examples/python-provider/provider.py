@@ -70,7 +70,11 @@ except ImportError as error:
 
 def emit(event: str, **fields: Any) -> None:
     """Prints one event as a JSON line, flushed at once so a reader sees it."""
-    print(json.dumps({"event": event, **fields}), flush=True)
+    try:
+        print(json.dumps({"event": event, **fields}), flush=True)
+    except BrokenPipeError:
+        # Nobody reads the events any more; keep serving and deregister as usual.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # ---------------------------------------------------------------------------
@@ -684,16 +688,27 @@ class Session:
                         if loop.time() - unrenewed_since >= ttl_s / 2:
                             raise Lost("renewals are not reaching the leader", True)
 
+        async def node_going_away() -> None:
+            # A node that shuts down gracefully sends GOAWAY: the channel leaves
+            # READY while this stream still works. Move before the node is gone.
+            state = channel.get_state()
+            while state == grpc.ChannelConnectivity.READY:
+                await channel.wait_for_state_change(state)
+                state = channel.get_state()
+            raise Lost(f"the node is going away (its channel is {state.name})", True)
+
         tasks = {
             "heartbeat": asyncio.create_task(heartbeat()),
             "replies": asyncio.create_task(next_drain_request()),
+            "going_away": asyncio.create_task(node_going_away()),
             "stop": asyncio.create_task(self.stopping.wait()),
         }
         try:
             done, _ = await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
             if tasks["stop"] in done:
                 return await self.deregister(registration, index, channel)
-            finished = tasks["replies"] if tasks["replies"] in done else tasks["heartbeat"]
+            # The first task that ended: a drain request, or why the stream failed.
+            finished = tasks["replies"] if tasks["replies"] in done else next(iter(done))
             try:
                 drain = finished.result()
             except grpc.aio.AioRpcError as error:

@@ -1,0 +1,380 @@
+//! The Python example provider (`examples/python-provider/provider.py`, run by the
+//! repository's `.venv` that `scripts/setup` makes) against an in-process 3-node cluster:
+//! its modules and their types through every node, deregistration on SIGTERM, and moving
+//! its control stream to another node when its node is killed.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use orrery_proto::pb;
+use orrery_proto::pb::registry_client::RegistryClient;
+use orrery_test_harness::TestCluster;
+use orrery_types::schema::to_ctype;
+use orrery_types::wire::from_pb;
+use orrery_types::wire::to_pb;
+use orrery_types::CType;
+use orrery_types::CValue;
+use serde_json::Value as Json;
+use tokio::io::AsyncBufReadExt;
+use tokio::io::BufReader;
+use tokio::process::Child;
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+/// How long an expected event of the provider may take (Python starts slower than Rust).
+const EVENT_WAIT: Duration = Duration::from_secs(30);
+/// The lease TTL the provider asks for, in milliseconds.
+const LEASE_TTL_MS: u64 = 2_000;
+/// The namespace the provider registers.
+const NAMESPACE: &str = "py";
+
+/// The repository root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `.venv/bin/python`, with the example's stubs generated. Fails when `scripts/setup` has
+/// not been run: the test needs the virtualenv and never skips.
+fn python_with_stubs() -> PathBuf {
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup (it creates the virtualenv with the Python \
+         provider's requirements and generates its stubs)",
+        python.display()
+    );
+    // Regenerates only when the stubs are missing or older than a .proto file.
+    let generated = std::process::Command::new(repo().join("examples/python-provider/generate.sh"))
+        .env("PYTHON", &python)
+        .status()
+        .expect("examples/python-provider/generate.sh runs");
+    assert!(generated.success(), "generate.sh failed: {generated}");
+    python
+}
+
+/// One `provider.py` process and the JSON events it prints, one per line.
+struct PythonProvider {
+    child: Child,
+    events: mpsc::UnboundedReceiver<Json>,
+}
+
+impl PythonProvider {
+    /// Starts the provider against `nodes` (tried in order), asking for a 2 s lease.
+    fn spawn(nodes: &[String]) -> PythonProvider {
+        let mut child = Command::new(python_with_stubs())
+            .arg(repo().join("examples/python-provider/provider.py"))
+            .args(["--nodes", &nodes.join(",")])
+            .args(["--namespace", NAMESPACE])
+            .args(["--lease-ttl-ms", &LEASE_TTL_MS.to_string()])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("provider.py starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("provider.py printed {line:?}, not JSON: {e}"));
+                if sender.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        PythonProvider { child, events }
+    }
+
+    /// The next event named `name` for which `matches` holds; other events are skipped.
+    async fn event(&mut self, name: &str, matches: impl Fn(&Json) -> bool) -> Json {
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) if event["event"] == name && matches(&event) => return event,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("provider.py exited before a {name:?} event"),
+                Err(_) => panic!("no {name:?} event from provider.py within {EVENT_WAIT:?}"),
+            }
+        }
+    }
+
+    /// Waits for the registration and the first attach; returns the connection id and the
+    /// id of the node the control stream is attached to.
+    async fn registered_and_attached(&mut self) -> (u64, u64) {
+        let registered = self.event("registered", |_| true).await;
+        let attached = self.event("attached", |_| true).await;
+        let connection = registered["connection_id"].as_u64().expect("connection_id");
+        assert_eq!(attached["connection_id"].as_u64(), Some(connection));
+        (connection, attached["node_id"].as_u64().expect("node_id"))
+    }
+
+    /// Sends SIGTERM, then expects a `deregistered` event that removed the connection and
+    /// all three modules, and exit status 0.
+    async fn terminate_and_expect_deregistration(&mut self) {
+        let pid = self.child.id().expect("provider.py is running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        let deregistered = self.event("deregistered", |_| true).await;
+        assert_eq!(deregistered["removed"], true, "{deregistered}");
+        let mut removed: Vec<&str> = deregistered["removed_modules"]
+            .as_array()
+            .expect("removed_modules")
+            .iter()
+            .filter_map(Json::as_str)
+            .collect();
+        removed.sort_unstable();
+        assert_eq!(removed, ["py.greet", "py.mean", "py.sum"]);
+        let status = tokio::time::timeout(EVENT_WAIT, self.child.wait())
+            .await
+            .expect("provider.py exits after deregistering")
+            .expect("wait for provider.py");
+        assert!(status.success(), "provider.py exited with {status}");
+    }
+}
+
+fn node_addrs(cluster: &TestCluster) -> Vec<String> {
+    cluster
+        .ids()
+        .into_iter()
+        .map(|id| cluster.addr(id))
+        .collect()
+}
+
+async fn registry(addr: &str) -> RegistryClient<tonic::transport::Channel> {
+    RegistryClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
+/// Calls `py.<module>` with `input` through the node at `addr`; answers the output and the
+/// connection that served it. A module committed a moment ago may be unknown to a
+/// follower's routes for one replication round, so MODULE_NOT_FOUND is retried briefly.
+async fn execute(
+    addr: &str,
+    module: &str,
+    input: CValue,
+) -> Result<(CValue, u64), pb::ExecutionError> {
+    let mut client = registry(addr).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = client
+            .execute(pb::ExecuteModuleRequest {
+                qualified_name: format!("{NAMESPACE}.{module}"),
+                input: Some(to_pb(&input)),
+                timeout_ms: 5_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("Execute {module} through {addr}: {s}"))
+            .into_inner();
+        match answer.result.expect("a result") {
+            pb::execute_module_response::Result::Output(output) => {
+                let output = from_pb(output).expect("a well-formed output value");
+                return Ok((output, answer.connection_id));
+            }
+            pb::execute_module_response::Result::Error(e)
+                if e.code() == pb::ExecutionErrorCode::ModuleNotFound
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            pb::execute_module_response::Result::Error(e) => return Err(e),
+        }
+    }
+}
+
+fn ints(values: &[i64]) -> CValue {
+    CValue::List(values.iter().copied().map(CValue::Int).collect())
+}
+
+fn floats(values: &[f64]) -> CValue {
+    CValue::List(values.iter().copied().map(CValue::Float).collect())
+}
+
+fn person(name: &str, excited: bool) -> CValue {
+    CValue::product([
+        ("name", CValue::String(name.into())),
+        ("excited", CValue::Bool(excited)),
+    ])
+}
+
+/// Each module's calls and the outputs the Python code must answer.
+fn calls_and_answers() -> Vec<(&'static str, CValue, CValue)> {
+    vec![
+        (
+            "greet",
+            person("Ada", true),
+            CValue::String("Hello, Ada!".into()),
+        ),
+        (
+            "greet",
+            person("Bo", false),
+            CValue::String("Hello, Bo.".into()),
+        ),
+        ("sum", ints(&[1, 2, 39]), CValue::Int(42)),
+        ("sum", ints(&[]), CValue::Int(0)),
+        ("sum", ints(&[i64::MIN, i64::MAX]), CValue::Int(-1)),
+        (
+            "mean",
+            floats(&[1.5, 2.5, 5.0]),
+            CValue::some(CValue::Float(3.0)),
+        ),
+        ("mean", floats(&[]), CValue::none()),
+    ]
+}
+
+/// The declared (input, output) type of each module.
+fn declared_types() -> Vec<(&'static str, CType, CType)> {
+    vec![
+        (
+            "greet",
+            CType::product([("name", CType::String), ("excited", CType::Bool)]),
+            CType::String,
+        ),
+        ("sum", CType::list(CType::Int), CType::Int),
+        (
+            "mean",
+            CType::list(CType::Float),
+            CType::optional(CType::Float),
+        ),
+    ]
+}
+
+/// The module `py.<name>` as the node at `addr` reads it linearizably; `None` when gone.
+async fn module_info(addr: &str, name: &str) -> Option<pb::ModuleInfo> {
+    let answer = registry(addr)
+        .await
+        .get_module(pb::GetModuleRequest {
+            qualified_name: format!("{NAMESPACE}.{name}"),
+            ..Default::default()
+        })
+        .await;
+    match answer {
+        Ok(answer) => Some(answer.into_inner().module.expect("module info")),
+        Err(s) if s.code() == tonic::Code::NotFound => None,
+        Err(s) => panic!("GetModule {name} through {addr}: {s}"),
+    }
+}
+
+/// Steps: start the Python provider with the three nodes; call each module through every
+/// node; read each module through every node; SIGTERM the provider. Expect every output
+/// computed by the Python code and served by its one connection, a RUNTIME_ERROR from the
+/// module passed through with its message, the declared types and the connection on every
+/// node, then a deregistration that removes all three modules, exit status 0, and the
+/// modules gone from every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_provider_serves_its_modules_through_every_node_and_deregisters_on_sigterm() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let nodes = node_addrs(&cluster);
+    let mut provider = PythonProvider::spawn(&nodes);
+    let (connection, _) = provider.registered_and_attached().await;
+
+    for addr in &nodes {
+        for (module, input, expected) in calls_and_answers() {
+            let answer = execute(addr, module, input.clone()).await;
+            assert_eq!(
+                answer,
+                Ok((expected, connection)),
+                "{module}({input:?}) through {addr}"
+            );
+        }
+        let overflow = execute(addr, "sum", ints(&[i64::MAX, 1]))
+            .await
+            .expect_err("a sum past i64::MAX fails");
+        assert_eq!(overflow.code(), pb::ExecutionErrorCode::RuntimeError);
+        assert!(
+            overflow.message.contains("does not fit a 64-bit Int"),
+            "{}",
+            overflow.message
+        );
+        let mistyped = execute(addr, "greet", CValue::String("Ada".into()))
+            .await
+            .expect_err("greet takes a product");
+        assert_eq!(mistyped.code(), pb::ExecutionErrorCode::TypeError);
+    }
+
+    for addr in &nodes {
+        for (name, input, output) in declared_types() {
+            let info = module_info(addr, name)
+                .await
+                .unwrap_or_else(|| panic!("py.{name} missing on {addr}"));
+            let schema = |s: Option<pb::TypeSchema>| to_ctype(&s.expect("a schema")).unwrap();
+            assert_eq!(schema(info.input_type), input, "py.{name} input on {addr}");
+            assert_eq!(
+                schema(info.output_type),
+                output,
+                "py.{name} output on {addr}"
+            );
+            assert_eq!(info.version, "1.0.0");
+            let serving: Vec<u64> = info.serving.iter().map(|c| c.connection_id).collect();
+            assert_eq!(serving, [connection], "py.{name} on {addr}");
+        }
+    }
+
+    provider.terminate_and_expect_deregistration().await;
+    for addr in &nodes {
+        for (name, _, _) in declared_types() {
+            assert!(
+                module_info(addr, name).await.is_none(),
+                "py.{name} still on {addr} after the deregistration"
+            );
+        }
+    }
+}
+
+/// Steps: start the Python provider (2 s lease) with the three nodes; kill the node its
+/// control stream is attached to; wait for it to attach elsewhere; call `py.sum` through
+/// both surviving nodes for two lease TTLs; SIGTERM it. Expect the node to stop (the
+/// provider leaves its stream on the node's GOAWAY), a `detached` event for it and an
+/// attach on another node with the same connection (no new registration), every call
+/// answered by that connection, and a clean deregistration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_provider_reattaches_elsewhere_when_its_node_is_killed() {
+    let mut cluster = TestCluster::start(&[1, 2, 3]).await;
+    let nodes = node_addrs(&cluster);
+    let mut provider = PythonProvider::spawn(&nodes);
+    let (connection, first_node) = provider.registered_and_attached().await;
+
+    // A node stops once its streams end: the provider must leave on the node's GOAWAY.
+    tokio::time::timeout(EVENT_WAIT, cluster.kill(first_node))
+        .await
+        .expect("the killed node stops: the provider left its control stream");
+    provider
+        .event("detached", |e| {
+            e["node"] == cluster.addr(first_node).as_str()
+        })
+        .await;
+    let attached = provider
+        .event("attached", |e| e["node_id"] != first_node)
+        .await;
+    assert_eq!(attached["connection_id"].as_u64(), Some(connection));
+
+    let survivors: Vec<String> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != first_node)
+        .map(|id| cluster.addr(id))
+        .collect();
+    // Two TTLs: only heartbeats through the new node can keep the lease this long.
+    let until = Instant::now() + Duration::from_millis(2 * LEASE_TTL_MS);
+    let mut calls = 0;
+    while Instant::now() < until {
+        for addr in &survivors {
+            let answer = execute(addr, "sum", ints(&[calls, 1])).await;
+            assert_eq!(
+                answer,
+                Ok((CValue::Int(calls + 1), connection)),
+                "through {addr}"
+            );
+            calls += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    provider.terminate_and_expect_deregistration().await;
+}

@@ -15,9 +15,10 @@ and goes through the whole provider protocol of proto/orrery/v1/provider.proto:
 2. It sends `Register` to the first node that answers and reads the event
    stream until ACTIVE (or FAILED).
 3. It attaches a `ControlPlane` stream and heartbeats at the interval the
-   node grants. When the stream breaks (the node died, say) it attaches the
-   same connection to the next node. If the connection expired meanwhile, it
-   registers again.
+   node grants. When the stream breaks (the node died, say), the node starts
+   shutting down (GOAWAY), or acks say renewals stopped reaching the leader,
+   it attaches the same connection to the next node. If the connection
+   expired meanwhile, it registers again.
 4. On a `DrainRequest` it takes no new calls, finishes the ones in flight,
    then deregisters and exits. On SIGTERM or SIGINT it deregisters and exits.
 

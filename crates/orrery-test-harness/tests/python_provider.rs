@@ -31,9 +31,14 @@ const LEASE_TTL_MS: u64 = 2_000;
 /// The namespace the provider registers.
 const NAMESPACE: &str = "py";
 
-/// The repository root.
+/// The repository root (this crate lives in `crates/orrery-test-harness`).
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .expect("the repository root")
+        .to_path_buf()
 }
 
 /// `.venv/bin/python`, with the example's stubs generated. Fails when `scripts/setup` has

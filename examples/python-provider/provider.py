@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """An Orrery provider in Python, with grpcio and stubs generated from proto/.
 
-It serves three modules under one namespace (`py` unless --namespace says
+It serves five modules under one namespace (`py` unless --namespace says
 otherwise):
 
-    py.greet   {name: String, excited: Bool} -> String
-    py.sum     List<Int> -> Int
-    py.mean    List<Float> -> Optional<Float>
+    py.greet        {name: String, excited: Bool} -> String
+    py.sum          List<Int> -> Int
+    py.mean         List<Float> -> Optional<Float>
+    py.word_counts  String -> Map<String, Int>
+    py.area         Union{circle: {radius: Float},
+                          rectangle: {width: Float, height: Float}} -> Float
 
 and goes through the whole provider protocol of proto/orrery/v1/provider.proto:
 
@@ -44,6 +47,7 @@ import os
 import signal
 import sys
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -325,16 +329,32 @@ def mean(numbers: list[float]) -> float | None:
     return math.fsum(numbers) / len(numbers) if numbers else None
 
 
+def word_counts(text: str) -> dict[str, int]:
+    return dict(Counter(text.lower().split()))  # in order of first appearance
+
+
+def area(shape: tuple[str, dict]) -> float:
+    variant, size = shape
+    if variant == "circle":
+        if size["radius"] < 0:
+            raise ModuleFailed("a radius cannot be negative")
+        return math.pi * size["radius"] ** 2
+    if size["width"] < 0 or size["height"] < 0:
+        raise ModuleFailed("a side cannot be negative")
+    return size["width"] * size["height"]
+
+
+SHAPE = union(
+    circle=product(radius=FLOAT),
+    rectangle=product(width=FLOAT, height=FLOAT),
+)
+
 MODULES = [
     Module("greet", "Greets someone by name.", product(name=STRING, excited=BOOL), STRING, greet),
     Module("sum", "Adds up a list of integers.", list_of(INT), INT, total),
-    Module(
-        "mean",
-        "The mean of a list of floats; none for an empty list.",
-        list_of(FLOAT),
-        optional(FLOAT),
-        mean,
-    ),
+    Module("mean", "The mean; none for no numbers.", list_of(FLOAT), optional(FLOAT), mean),
+    Module("word_counts", "How often each word occurs.", STRING, map_of(STRING, INT), word_counts),
+    Module("area", "The area of a circle or a rectangle.", SHAPE, FLOAT, area),
 ]
 
 # ---------------------------------------------------------------------------

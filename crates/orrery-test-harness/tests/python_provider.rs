@@ -1,7 +1,7 @@
 //! The Python example provider (`examples/python-provider/provider.py`, run by the
 //! repository's `.venv` that `scripts/setup` makes) against an in-process 3-node cluster:
-//! its modules and their types through every node, deregistration on SIGTERM, and moving
-//! its control stream to another node when its node is killed.
+//! its modules and their types through every node, deregistration on SIGTERM and on a
+//! drain, and moving its control stream to another node when its node is killed.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use orrery_proto::pb;
+use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
 use orrery_proto::pb::registry_client::RegistryClient;
 use orrery_test_harness::TestCluster;
 use orrery_types::schema::to_ctype;
@@ -116,8 +117,7 @@ impl PythonProvider {
         (connection, attached["node_id"].as_u64().expect("node_id"))
     }
 
-    /// Sends SIGTERM, then expects a `deregistered` event that removed the connection and
-    /// all three modules, and exit status 0.
+    /// Sends SIGTERM, then expects what [`Self::expect_deregistration`] does.
     async fn terminate_and_expect_deregistration(&mut self) {
         let pid = self.child.id().expect("provider.py is running");
         let sent = std::process::Command::new("kill")
@@ -125,6 +125,12 @@ impl PythonProvider {
             .status()
             .expect("kill runs");
         assert!(sent.success(), "kill -TERM {pid}: {sent}");
+        self.expect_deregistration().await;
+    }
+
+    /// Expects a `deregistered` event that removed the connection and every module, and
+    /// exit status 0.
+    async fn expect_deregistration(&mut self) {
         let deregistered = self.event("deregistered", |_| true).await;
         assert_eq!(deregistered["removed"], true, "{deregistered}");
         let mut removed: Vec<&str> = deregistered["removed_modules"]
@@ -134,7 +140,12 @@ impl PythonProvider {
             .filter_map(Json::as_str)
             .collect();
         removed.sort_unstable();
-        assert_eq!(removed, ["py.greet", "py.mean", "py.sum"]);
+        let mut declared: Vec<String> = declared_types()
+            .into_iter()
+            .map(|(name, _, _)| format!("{NAMESPACE}.{name}"))
+            .collect();
+        declared.sort_unstable();
+        assert_eq!(removed, declared);
         let status = tokio::time::timeout(EVENT_WAIT, self.child.wait())
             .await
             .expect("provider.py exits after deregistering")
@@ -231,6 +242,31 @@ fn calls_and_answers() -> Vec<(&'static str, CValue, CValue)> {
             CValue::some(CValue::Float(3.0)),
         ),
         ("mean", floats(&[]), CValue::none()),
+        (
+            "word_counts",
+            CValue::String("To be or not to be".into()),
+            CValue::Map(
+                [("to", 2), ("be", 2), ("or", 1), ("not", 1)]
+                    .map(|(word, n)| (CValue::String(word.into()), CValue::Int(n)))
+                    .to_vec(),
+            ),
+        ),
+        (
+            "area",
+            CValue::union(
+                "rectangle",
+                CValue::product([
+                    ("width", CValue::Float(2.0)),
+                    ("height", CValue::Float(3.5)),
+                ]),
+            ),
+            CValue::Float(7.0),
+        ),
+        (
+            "area",
+            CValue::union("circle", CValue::product([("radius", CValue::Float(1.0))])),
+            CValue::Float(std::f64::consts::PI),
+        ),
     ]
 }
 
@@ -247,6 +283,22 @@ fn declared_types() -> Vec<(&'static str, CType, CType)> {
             "mean",
             CType::list(CType::Float),
             CType::optional(CType::Float),
+        ),
+        (
+            "word_counts",
+            CType::String,
+            CType::map(CType::String, CType::Int),
+        ),
+        (
+            "area",
+            CType::union([
+                ("circle", CType::product([("radius", CType::Float)])),
+                (
+                    "rectangle",
+                    CType::product([("width", CType::Float), ("height", CType::Float)]),
+                ),
+            ]),
+            CType::Float,
         ),
     ]
 }
@@ -271,7 +323,7 @@ async fn module_info(addr: &str, name: &str) -> Option<pb::ModuleInfo> {
 /// node; read each module through every node; SIGTERM the provider. Expect every output
 /// computed by the Python code and served by its one connection, a RUNTIME_ERROR from the
 /// module passed through with its message, the declared types and the connection on every
-/// node, then a deregistration that removes all three modules, exit status 0, and the
+/// node, then a deregistration that removes every module, exit status 0, and the
 /// modules gone from every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_provider_serves_its_modules_through_every_node_and_deregisters_on_sigterm() {
@@ -382,4 +434,48 @@ async fn the_python_provider_reattaches_elsewhere_when_its_node_is_killed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     provider.terminate_and_expect_deregistration().await;
+}
+
+/// Steps: start the Python provider; drain its connection through ClusterAdmin (10 s
+/// deadline). Expect a `drain` event with the operator's reason and no call in flight,
+/// then a deregistration that removes every module, exit status 0, and the connection
+/// gone from every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_provider_deregisters_when_drained() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let nodes = node_addrs(&cluster);
+    let mut provider = PythonProvider::spawn(&nodes);
+    let (connection, _) = provider.registered_and_attached().await;
+    let drained = ClusterAdminClient::connect(format!("http://{}", nodes[0]))
+        .await
+        .expect("connect to the admin service")
+        .drain_provider(pb::DrainProviderRequest {
+            connection_id: connection,
+            deadline_ms: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("DrainProvider")
+        .into_inner();
+    assert_eq!(
+        drained.provider.expect("the provider").state(),
+        pb::ConnectionState::Draining
+    );
+    let drain = provider.event("drain", |_| true).await;
+    assert_eq!(
+        (&drain["reason"], &drain["in_flight"]),
+        (&Json::from("operator"), &Json::from(0))
+    );
+    provider.expect_deregistration().await;
+    for addr in &nodes {
+        let gone = registry(addr)
+            .await
+            .get_provider(pb::GetProviderRequest {
+                connection_id: connection,
+                ..Default::default()
+            })
+            .await
+            .expect_err("the connection is gone");
+        assert_eq!(gone.code(), tonic::Code::NotFound, "through {addr}");
+    }
 }

@@ -479,3 +479,24 @@ async fn the_python_provider_deregisters_when_drained() {
         assert_eq!(gone.code(), tonic::Code::NotFound, "through {addr}");
     }
 }
+
+/// Steps: run the example's Python unit tests (`test_values.py`: `Value` <-> Python for
+/// every kind of type, through the wire bytes, and the mismatches refused with their
+/// paths). Expect at least one test to run and all to pass.
+#[test]
+fn the_python_value_conversions_pass_their_unit_tests() {
+    let run = std::process::Command::new(python_with_stubs())
+        .args(["-m", "unittest", "discover", "-s"])
+        .arg(repo().join("examples/python-provider"))
+        .output()
+        .expect("python -m unittest runs");
+    let report = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "the Python unit tests failed:\n{report}"
+    );
+    assert!(
+        !report.contains("Ran 0 tests"),
+        "no Python unit test ran:\n{report}"
+    );
+}

@@ -418,7 +418,8 @@ class Executor(provider_pb2_grpc.ModuleExecutorServicer):
         except TypeMismatch as error:
             return failed(ExecutionErrorCode.EXECUTION_ERROR_CODE_TYPE_ERROR, str(error))
         # Run in a worker thread so that a slow module does not stop heartbeats;
-        # honour the node's deadline (timeout_ms = 0: none).
+        # honour the node's deadline (timeout_ms = 0: none). A thread cannot be
+        # stopped: past the deadline the module finishes unheard.
         timeout = request.timeout_ms / 1000 if request.timeout_ms else None
         try:
             result = await asyncio.wait_for(asyncio.to_thread(module.run, argument), timeout)
@@ -460,6 +461,8 @@ RegisterStage = provider_pb2.RegisterStage
 ErrorCode = common_pb2.ErrorCode
 
 REGISTER_TIMEOUT_S = 15  # covers the node's health check of the executor and the commit
+REGISTER_ROUNDS = 10  # times every node is tried before giving up
+REGISTER_PAUSE_S = 1  # between rounds
 DEREGISTER_TIMEOUT_S = 5
 ATTACH_BACKOFF_S = 0.2  # pause before the next node when one could not attach at all
 
@@ -547,6 +550,8 @@ class Session:
         try:
             while not self.stopping.is_set():
                 registration = await self.register()
+                if registration is None:  # stopped before it committed
+                    break
                 try:
                     return await self.stay_attached(registration)
                 except Expired as error:
@@ -559,10 +564,12 @@ class Session:
 
     # -- Register ------------------------------------------------------------
 
-    async def register(self) -> Registration:
-        """Registers with the first node that answers. A retry on the next node
-        reuses the request id, so a registration that committed before its node
-        failed is answered again rather than made twice."""
+    async def register(self) -> Registration | None:
+        """Registers with the first node that answers, going round the nodes
+        for up to REGISTER_ROUNDS rounds (a cluster that is starting has no
+        leader for a moment). Every retry reuses the request id, so a
+        registration that committed before its node failed is answered again
+        rather than made twice. None when a signal stopped it first."""
         request = provider_pb2.RegisterRequest(
             request_id=self.next_request_id(),
             namespace=self.namespace,
@@ -573,19 +580,34 @@ class Session:
             lease_ttl_ms=self.lease_ttl_ms,
         )
         failures = []
-        for index, address in enumerate(self.nodes):
-            try:
-                registration = await self.register_on(index, request)
-            except grpc.aio.AioRpcError as error:
-                detail = error_detail(error)
-                if detail is not None and not detail.retryable:
-                    raise Refused(f"{address}: {describe(error)}")
-                failures.append(f"{address}: {describe(error)}")
-                continue
-            if registration is not None:
-                return registration
-            failures.append(f"{address}: the event stream ended before COMMITTED")
+        for _ in range(REGISTER_ROUNDS):
+            failures.clear()
+            for index, address in enumerate(self.nodes):
+                try:
+                    registration = await self.register_on(index, request)
+                except grpc.aio.AioRpcError as error:
+                    detail = error_detail(error)
+                    if detail is not None and not detail.retryable:
+                        raise Refused(f"{address}: {describe(error)}")
+                    failures.append(f"{address}: {describe(error)}")
+                    continue
+                except Lost as lost:
+                    failures.append(f"{address}: {lost}")
+                    continue
+                if registration is not None:
+                    return registration
+                failures.append(f"{address}: the event stream ended before COMMITTED")
+            if await self.stopped_within(REGISTER_PAUSE_S):
+                return None
         raise NoNode("no node took the registration: " + "; ".join(failures))
+
+    async def stopped_within(self, seconds: float) -> bool:
+        """Waits `seconds`, or less if a signal comes; says whether one came."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        return self.stopping.is_set()
 
     async def register_on(
         self, index: int, request: provider_pb2.RegisterRequest
@@ -600,7 +622,10 @@ class Session:
                 if event.stage == RegisterStage.REGISTER_STAGE_FAILED:
                     code = ErrorCode.Name(event.error.code).removeprefix("ERROR_CODE_")
                     where = f" at {event.error_path}" if event.error_path else ""
-                    raise Refused(f"registration failed{where}: {code}: {event.error.message}")
+                    reason = f"registration failed{where}: {code}: {event.error.message}"
+                    if event.error.retryable:  # e.g. NO_QUORUM: another node may do
+                        raise Lost(reason, False)
+                    raise Refused(reason)
                 if event.stage == RegisterStage.REGISTER_STAGE_COMMITTED:
                     registration = Registration(
                         node=index,
@@ -640,10 +665,7 @@ class Session:
                 was_attached = lost.attached
             index = (index + 1) % len(self.nodes)
             if not was_attached:
-                try:  # wait a moment, but wake at once on a signal
-                    await asyncio.wait_for(self.stopping.wait(), ATTACH_BACKOFF_S)
-                except asyncio.TimeoutError:
-                    pass
+                await self.stopped_within(ATTACH_BACKOFF_S)
 
     async def control_stream(
         self, registration: Registration, index: int, channel: grpc.aio.Channel

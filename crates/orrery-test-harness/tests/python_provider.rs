@@ -154,6 +154,34 @@ impl PythonProvider {
     }
 }
 
+/// A 3-node cluster and the Python provider, registered and attached.
+struct Setup {
+    cluster: TestCluster,
+    /// Every node's address, in id order: the provider's `--nodes`.
+    nodes: Vec<String>,
+    provider: PythonProvider,
+    /// The provider's connection id.
+    connection: u64,
+    /// The node its control stream attached to first.
+    attached_to: u64,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let cluster = TestCluster::start(&[1, 2, 3]).await;
+        let nodes = node_addrs(&cluster);
+        let mut provider = PythonProvider::spawn(&nodes);
+        let (connection, attached_to) = provider.registered_and_attached().await;
+        Setup {
+            cluster,
+            nodes,
+            provider,
+            connection,
+            attached_to,
+        }
+    }
+}
+
 fn node_addrs(cluster: &TestCluster) -> Vec<String> {
     cluster
         .ids()
@@ -327,17 +355,14 @@ async fn module_info(addr: &str, name: &str) -> Option<pb::ModuleInfo> {
 /// modules gone from every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_provider_serves_its_modules_through_every_node_and_deregisters_on_sigterm() {
-    let cluster = TestCluster::start(&[1, 2, 3]).await;
-    let nodes = node_addrs(&cluster);
-    let mut provider = PythonProvider::spawn(&nodes);
-    let (connection, _) = provider.registered_and_attached().await;
+    let mut setup = Setup::start().await;
 
-    for addr in &nodes {
+    for addr in &setup.nodes {
         for (module, input, expected) in calls_and_answers() {
             let answer = execute(addr, module, input.clone()).await;
             assert_eq!(
                 answer,
-                Ok((expected, connection)),
+                Ok((expected, setup.connection)),
                 "{module}({input:?}) through {addr}"
             );
         }
@@ -356,7 +381,7 @@ async fn the_python_provider_serves_its_modules_through_every_node_and_deregiste
         assert_eq!(mistyped.code(), pb::ExecutionErrorCode::TypeError);
     }
 
-    for addr in &nodes {
+    for addr in &setup.nodes {
         for (name, input, output) in declared_types() {
             let info = module_info(addr, name)
                 .await
@@ -370,12 +395,12 @@ async fn the_python_provider_serves_its_modules_through_every_node_and_deregiste
             );
             assert_eq!(info.version, "1.0.0");
             let serving: Vec<u64> = info.serving.iter().map(|c| c.connection_id).collect();
-            assert_eq!(serving, [connection], "py.{name} on {addr}");
+            assert_eq!(serving, [setup.connection], "py.{name} on {addr}");
         }
     }
 
-    provider.terminate_and_expect_deregistration().await;
-    for addr in &nodes {
+    setup.provider.terminate_and_expect_deregistration().await;
+    for addr in &setup.nodes {
         for (name, _, _) in declared_types() {
             assert!(
                 module_info(addr, name).await.is_none(),
@@ -393,10 +418,13 @@ async fn the_python_provider_serves_its_modules_through_every_node_and_deregiste
 /// answered by that connection, and a clean deregistration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_provider_reattaches_elsewhere_when_its_node_is_killed() {
-    let mut cluster = TestCluster::start(&[1, 2, 3]).await;
-    let nodes = node_addrs(&cluster);
-    let mut provider = PythonProvider::spawn(&nodes);
-    let (connection, first_node) = provider.registered_and_attached().await;
+    let Setup {
+        mut cluster,
+        mut provider,
+        connection,
+        attached_to: first_node,
+        ..
+    } = Setup::start().await;
 
     // A node stops once its streams end: the provider must leave on the node's GOAWAY.
     tokio::time::timeout(EVENT_WAIT, cluster.kill(first_node))
@@ -442,15 +470,12 @@ async fn the_python_provider_reattaches_elsewhere_when_its_node_is_killed() {
 /// gone from every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_provider_deregisters_when_drained() {
-    let cluster = TestCluster::start(&[1, 2, 3]).await;
-    let nodes = node_addrs(&cluster);
-    let mut provider = PythonProvider::spawn(&nodes);
-    let (connection, _) = provider.registered_and_attached().await;
-    let drained = ClusterAdminClient::connect(format!("http://{}", nodes[0]))
+    let mut setup = Setup::start().await;
+    let drained = ClusterAdminClient::connect(format!("http://{}", setup.nodes[0]))
         .await
         .expect("connect to the admin service")
         .drain_provider(pb::DrainProviderRequest {
-            connection_id: connection,
+            connection_id: setup.connection,
             deadline_ms: 10_000,
             ..Default::default()
         })
@@ -461,17 +486,17 @@ async fn the_python_provider_deregisters_when_drained() {
         drained.provider.expect("the provider").state(),
         pb::ConnectionState::Draining
     );
-    let drain = provider.event("drain", |_| true).await;
+    let drain = setup.provider.event("drain", |_| true).await;
     assert_eq!(
         (&drain["reason"], &drain["in_flight"]),
         (&Json::from("operator"), &Json::from(0))
     );
-    provider.expect_deregistration().await;
-    for addr in &nodes {
+    setup.provider.expect_deregistration().await;
+    for addr in &setup.nodes {
         let gone = registry(addr)
             .await
             .get_provider(pb::GetProviderRequest {
-                connection_id: connection,
+                connection_id: setup.connection,
                 ..Default::default()
             })
             .await

@@ -3,8 +3,9 @@
 //! schema agreement between the connections serving one module, and the modules' serving
 //! sets. Every check runs before the first write, so a rejection changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
+use orrery_types::cmd::CanaryPolicy;
 use orrery_types::cmd::CmdOutcome;
 use orrery_types::cmd::ConnectionRef;
 use orrery_types::cmd::Registration;
@@ -20,6 +21,7 @@ use crate::apply::invalid_name;
 use crate::apply::owned_by;
 use crate::apply::rejected;
 use crate::apply::reserved_namespace;
+use crate::apply_canary;
 use crate::errors::StoreError;
 use crate::history::append_changes;
 use crate::history::Change;
@@ -37,11 +39,14 @@ use crate::records::NamespaceRecord;
 use crate::staged::StagedSpace;
 use crate::staged::StagedWrites;
 
-/// Registers a connection: claims or joins its namespace, checks its modules' types against
-/// the modules already there, stores it Active and adds it to its modules' serving sets.
+/// Registers a connection: claims or joins its namespace, checks its modules' types (and,
+/// during a canary rollout, versions) against the modules already there, stores it Active
+/// and adds it to its modules' serving sets. With a canary `policy`, a module whose version
+/// differs from the served one starts a rollout (`apply_canary.rs`).
 pub(crate) fn register(
     tx: &StagedWrites,
     registration: &Registration,
+    policy: Option<&CanaryPolicy>,
     time_ms: u64,
 ) -> Result<CmdOutcome, StoreError> {
     let namespace = match check_names(registration) {
@@ -64,6 +69,12 @@ pub(crate) fn register(
     }
     if let Some(mismatch) = schema_mismatch(tx, registration)? {
         return Ok(rejected(mismatch));
+    }
+    if let Some(conflict) = apply_canary::version_conflict(tx, registration)? {
+        return Ok(rejected(conflict));
+    }
+    if let Some(Err(reason)) = policy.map(CanaryPolicy::check) {
+        return Ok(rejected(Rejection::InvalidCanaryPolicy { reason }));
     }
 
     let revision = bump_revision(tx)?;
@@ -116,12 +127,13 @@ pub(crate) fn register(
     let modules = StagedSpace::<Modules>::new(tx);
     for spec in &registration.modules {
         let key = (ns.clone(), spec.name.clone());
+        let mut canary_changed = false;
         let (kind, record) = match modules.get(&key)? {
             Some(mut record) => {
-                record.version = spec.version.clone();
+                canary_changed = apply_canary::joined(&mut record, &spec.version, policy, revision);
                 record.description = spec.description.clone();
                 record.tags = spec.tags.clone();
-                record.serving.insert(id);
+                record.serving.insert(id, spec.version.clone());
                 (ChangeKind::ModuleUpdated, record)
             }
             None => (
@@ -134,12 +146,16 @@ pub(crate) fn register(
                     input: spec.input.clone(),
                     output: spec.output.clone(),
                     tags: spec.tags.clone(),
-                    serving: BTreeSet::from([id]),
+                    serving: BTreeMap::from([(id, spec.version.clone())]),
                     registered_at: revision,
+                    canary: None,
                 },
             ),
         };
         modules.insert(&key, &record)?;
+        if canary_changed {
+            changes.push(Change::module(ChangeKind::CanaryChanged, record.clone()));
+        }
         changes.push(Change::module(kind, record));
     }
     append_changes(tx, revision, changes)?;
@@ -312,6 +328,8 @@ fn remove_connection(
     let ns = record.namespace.clone();
     let modules = StagedSpace::<Modules>::new(tx);
     let mut removed_modules = Vec::new();
+    // The caller bumps the revision once after every removal of its command.
+    let revision = current_revision(tx)? + 1;
     for name in &record.modules {
         let key = (ns.clone(), name.clone());
         let Some(before) = modules.get(&key)? else {
@@ -324,8 +342,12 @@ fn remove_connection(
             removed_modules.push(format!("{ns}.{name}"));
             changes.push(Change::module(ChangeKind::ModuleRemoved, before));
         } else {
+            let canary_changed = apply_canary::left(&mut after, revision);
             modules.insert(&key, &after)?;
-            changes.push(Change::module(ChangeKind::ModuleUpdated, after));
+            changes.push(Change::module(ChangeKind::ModuleUpdated, after.clone()));
+            if canary_changed {
+                changes.push(Change::module(ChangeKind::CanaryChanged, after));
+            }
         }
     }
     StagedSpace::<Connections>::new(tx).remove(&id);

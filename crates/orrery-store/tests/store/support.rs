@@ -100,6 +100,11 @@ pub fn register(namespace: &str, group: Option<&str>, modules: Vec<ModuleSpec>) 
     })
 }
 
+/// A module's serving map: connection id -> declared version.
+pub fn served(pairs: &[(u64, &str)]) -> BTreeMap<u64, String> {
+    pairs.iter().map(|(id, v)| (*id, v.to_string())).collect()
+}
+
 /// Connection `connection_id` at `generation`.
 pub fn conn(connection_id: u64, generation: u64) -> ConnectionRef {
     ConnectionRef {

@@ -8,6 +8,8 @@
 //! `docs/cluster.md` describes bootstrap, joining, the cluster id, forwarding and reads.
 
 mod batcher;
+mod canary_judge;
+mod canary_tally;
 mod config;
 mod errors;
 pub mod executor_pool;

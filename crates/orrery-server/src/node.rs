@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::batcher::WriteBatcher;
+use crate::canary_judge::CanaryJudge;
 use crate::config::Bootstrap;
 use crate::config::NodeConfig;
 use crate::config::RaftTuning;
@@ -74,6 +75,8 @@ pub(crate) struct NodeCore {
     pub(crate) leases: LeaseKeeper,
     /// Routes `Execute` calls to providers; its routes follow the replica.
     pub(crate) executors: ExecutorPool,
+    /// On the leader: the observation windows of canary rollout steps.
+    pub(crate) canary: CanaryJudge,
 }
 
 impl NodeCore {
@@ -237,6 +240,7 @@ impl Node {
             started: Instant::now(),
             leases: LeaseKeeper::default(),
             executors: ExecutorPool::new(PoolConfig::default()),
+            canary: CanaryJudge::default(),
         });
 
         // The node stops on the caller's token, or on its own when bootstrapping fails.
@@ -245,6 +249,14 @@ impl Node {
         tokio::spawn(crate::leases::run_renewals(core.clone(), stop.clone()));
         tokio::spawn(crate::leases::run_expiry(core.clone(), stop.clone()));
         tokio::spawn(crate::routes::run_route_sync(core.clone(), stop.clone()));
+        tokio::spawn(crate::canary_judge::run_canary_reports(
+            core.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(crate::canary_judge::run_canary_judge(
+            core.clone(),
+            stop.clone(),
+        ));
         let task = tokio::spawn(run(core.clone(), store, server));
         let handle = NodeHandle {
             core: core.clone(),

@@ -132,6 +132,7 @@ fn change_kind(kind: &ChangeKind) -> pb::ChangeKind {
         ChangeKind::ConnectionRemoved => pb::ChangeKind::ConnectionRemoved,
         ChangeKind::NamespaceClaimed => pb::ChangeKind::NamespaceClaimed,
         ChangeKind::NamespaceReleased => pb::ChangeKind::NamespaceReleased,
+        ChangeKind::CanaryChanged => pb::ChangeKind::CanaryChanged,
     }
 }
 

@@ -3,6 +3,8 @@
 //! refused without a change; losing every canary connection is a partial failure; the
 //! rollout is in the change history and in snapshots.
 
+use openraft::storage::RaftStateMachine;
+use openraft::RaftSnapshotBuilder;
 use orrery_store::CanaryOutcome;
 use orrery_store::CanaryRecord;
 use orrery_store::ChangeKind;
@@ -266,4 +268,30 @@ async fn a_bad_policy_is_refused_and_no_policy_means_no_rollout() {
         .await;
     let m = node.reader.module("acme", "m").unwrap().unwrap();
     assert_eq!((m.version.as_str(), m.canary), ("2", None));
+}
+
+/// Steps: on node A start a rollout and step it once, then build a snapshot; install it on
+/// a fresh node B; then judge step 1 on both. Expect B's modules and history to be A's, the
+/// same verdict answers, and the same rollout afterwards.
+#[tokio::test]
+async fn a_snapshot_carries_the_rollout() {
+    let mut a = rolling_out().await;
+    a.apply(None, judge("2", 0, CanaryVerdict::Healthy)).await;
+    let snapshot =
+        a.sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+    let mut b = TestNode::new();
+    b.sm.install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .unwrap();
+    assert_eq!(b.providers().await, a.providers().await);
+    assert_eq!(rollout(&b).step, 1);
+    b.next_index = a.next_index;
+    let cmd = judge("2", 1, CanaryVerdict::Healthy);
+    let on_a = a.apply(None, cmd.clone()).await;
+    assert_eq!(b.apply(None, cmd).await, on_a);
+    assert_eq!(rollout(&b), rollout(&a));
 }

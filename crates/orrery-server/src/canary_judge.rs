@@ -30,6 +30,7 @@ use crate::canary_tally::Observed;
 use crate::leader::LeaderOp;
 use crate::leases::RENEW_INTERVAL;
 use crate::node::NodeCore;
+use crate::ticker::every;
 
 /// How often the leader looks for windows to judge.
 const JUDGE_INTERVAL: Duration = Duration::from_millis(100);
@@ -165,54 +166,46 @@ fn rollouts(modules: Vec<ModuleRecord>) -> Vec<Rollout> {
 /// Sends this node's canary tallies to the leader until `stop`. A batch the leader does
 /// not take is dropped: a window short of calls is extended, never judged on a guess.
 pub(crate) async fn run_canary_reports(core: Arc<NodeCore>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(RENEW_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    every(RENEW_INTERVAL, stop, || async {
         let reports = core.executors.take_canary_reports();
         if reports.is_empty() {
-            continue;
+            return;
         }
         if let Err(e) = core.leader_call(LeaderOp::ReportCanary(reports)).await {
             tracing::debug!(error = %e, "canary observations did not reach the leader");
         }
-    }
+    })
+    .await
 }
 
 /// On the leader: commits the verdict of every window that is due, until `stop`.
 pub(crate) async fn run_canary_judge(core: Arc<NodeCore>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(JUDGE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+    every(JUDGE_INTERVAL, stop, || judge_due_windows(&core)).await
+}
+
+/// On the leader: commits the verdicts due now.
+async fn judge_due_windows(core: &NodeCore) {
+    if core.metrics().current_leader != Some(core.id) {
+        core.canary.forget();
+        return;
+    }
+    let modules = match core.reader.modules() {
+        Ok(modules) => modules,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read modules for canary rollouts");
+            return;
         }
-        if core.metrics().current_leader != Some(core.id) {
-            core.canary.forget();
-            continue;
-        }
-        let modules = match core.reader.modules() {
-            Ok(modules) => modules,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read modules for canary rollouts");
-                continue;
-            }
+    };
+    for judgement in core.canary.due(&rollouts(modules), Instant::now()) {
+        let step = CanaryStep {
+            qualified_name: format!("{}.{}", judgement.namespace, judgement.module),
+            canary_version: judgement.canary_version.clone(),
+            step: judgement.step,
         };
-        for judgement in core.canary.due(&rollouts(modules), Instant::now()) {
-            let step = CanaryStep {
-                qualified_name: format!("{}.{}", judgement.namespace, judgement.module),
-                canary_version: judgement.canary_version.clone(),
-                step: judgement.step,
-            };
-            tracing::info!(?judgement, "canary step judged");
-            match core.write_cmd(None, Cmd::JudgeCanary(judgement)).await {
-                Ok(_) | Err(crate::errors::ApiError::Rejected(_)) => core.canary.close(&step),
-                Err(e) => tracing::warn!(error = %e, "could not commit a canary verdict; retrying"),
-            }
+        tracing::info!(?judgement, "canary step judged");
+        match core.write_cmd(None, Cmd::JudgeCanary(judgement)).await {
+            Ok(_) | Err(crate::errors::ApiError::Rejected(_)) => core.canary.close(&step),
+            Err(e) => tracing::warn!(error = %e, "could not commit a canary verdict; retrying"),
         }
     }
 }

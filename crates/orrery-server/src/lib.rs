@@ -21,6 +21,7 @@ mod node;
 mod requests;
 mod routes;
 mod service;
+mod ticker;
 
 pub use config::Bootstrap;
 pub use config::NodeConfig;

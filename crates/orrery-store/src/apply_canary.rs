@@ -8,7 +8,7 @@ use orrery_types::cmd::CanaryJudgement;
 use orrery_types::cmd::CanaryPolicy;
 use orrery_types::cmd::CanaryVerdict;
 use orrery_types::cmd::CmdOutcome;
-use orrery_types::cmd::Registration;
+use orrery_types::cmd::ModuleSpec;
 use orrery_types::cmd::Rejection;
 
 use crate::apply::bump_revision;
@@ -32,35 +32,24 @@ fn in_progress(record: &ModuleRecord) -> Option<&CanaryRecord> {
         .filter(|c| c.outcome == CanaryOutcome::InProgress)
 }
 
-/// `CanaryVersionConflict` for the first module of `registration` that declares a third
-/// version while a rollout of it is in progress.
+/// `CanaryVersionConflict` when module `spec` (at index `i`) declares a third version while
+/// a rollout of `record` is in progress.
 pub(crate) fn version_conflict(
-    tx: &StagedWrites,
-    registration: &Registration,
-) -> Result<Option<Rejection>, StoreError> {
-    let modules = StagedSpace::<Modules>::new(tx);
-    for (i, spec) in registration.modules.iter().enumerate() {
-        let key = (registration.namespace.clone(), spec.name.clone());
-        let Some(record) = modules.get(&key)? else {
-            continue;
-        };
-        if let Some(canary) = in_progress(&record) {
-            if spec.version != canary.stable_version && spec.version != canary.canary_version {
-                return Ok(Some(Rejection::CanaryVersionConflict {
-                    path: format!("modules[{i}].version"),
-                    reason: format!(
-                        "{}.{} is rolling out {} over {}; version {} may join after the rollout ends",
-                        registration.namespace,
-                        spec.name,
-                        canary.canary_version,
-                        canary.stable_version,
-                        spec.version
-                    ),
-                }));
-            }
-        }
+    i: usize,
+    spec: &ModuleSpec,
+    record: &ModuleRecord,
+) -> Option<Rejection> {
+    let canary = in_progress(record)?;
+    if spec.version == canary.stable_version || spec.version == canary.canary_version {
+        return None;
     }
-    Ok(None)
+    Some(Rejection::CanaryVersionConflict {
+        path: format!("modules[{i}].version"),
+        reason: format!(
+            "{}.{} is rolling out {} over {}; version {} may join after the rollout ends",
+            record.namespace, spec.name, canary.canary_version, canary.stable_version, spec.version
+        ),
+    })
 }
 
 /// Sets the version of `record` after a connection declaring `version` joined it: during a

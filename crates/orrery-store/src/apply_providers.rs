@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use orrery_types::cmd::CanaryPolicy;
 use orrery_types::cmd::CmdOutcome;
 use orrery_types::cmd::ConnectionRef;
+use orrery_types::cmd::ModuleSpec;
 use orrery_types::cmd::Registration;
 use orrery_types::cmd::Rejection;
 use orrery_types::names::GroupId;
@@ -67,10 +68,10 @@ pub(crate) fn register(
             (owner, _) => return Ok(rejected(owned_by(&ns, owner))),
         },
     }
-    if let Some(mismatch) = schema_mismatch(tx, registration)? {
+    if let Some(mismatch) = first_rejection(tx, registration, schema_mismatch)? {
         return Ok(rejected(mismatch));
     }
-    if let Some(conflict) = apply_canary::version_conflict(tx, registration)? {
+    if let Some(conflict) = first_rejection(tx, registration, apply_canary::version_conflict)? {
         return Ok(rejected(conflict));
     }
     if let Some(Err(reason)) = policy.map(CanaryPolicy::check) {
@@ -263,35 +264,40 @@ fn check_names(registration: &Registration) -> Result<Namespace, NameError> {
     Ok(namespace)
 }
 
-/// `SchemaMismatch` for the first module whose input or output type differs from the one
-/// the namespace already serves under that name.
-fn schema_mismatch(
+/// The first rejection `check` finds for a module of `registration` that is already
+/// present, given its index in the registration, its spec and the stored record.
+fn first_rejection(
     tx: &StagedWrites,
     registration: &Registration,
+    check: impl Fn(usize, &ModuleSpec, &ModuleRecord) -> Option<Rejection>,
 ) -> Result<Option<Rejection>, StoreError> {
     let modules = StagedSpace::<Modules>::new(tx);
     for (i, spec) in registration.modules.iter().enumerate() {
         let key = (registration.namespace.clone(), spec.name.clone());
-        let Some(existing) = modules.get(&key)? else {
-            continue;
-        };
-        let fields = [
-            ("input_type", &existing.input, &spec.input),
-            ("output_type", &existing.output, &spec.output),
-        ];
-        for (field, served, asked) in fields {
-            if served != asked {
-                return Ok(Some(Rejection::SchemaMismatch {
-                    path: format!("modules[{i}].{field}"),
-                    reason: format!(
-                        "{}.{} is served with {field} {served}, this registration has {asked}",
-                        registration.namespace, spec.name
-                    ),
-                }));
-            }
+        if let Some(rejection) = modules.get(&key)?.and_then(|m| check(i, spec, &m)) {
+            return Ok(Some(rejection));
         }
     }
     Ok(None)
+}
+
+/// `SchemaMismatch` when module `spec` (at index `i`) declares another input or output type
+/// than the one `existing` is served with.
+fn schema_mismatch(i: usize, spec: &ModuleSpec, existing: &ModuleRecord) -> Option<Rejection> {
+    let fields = [
+        ("input_type", &existing.input, &spec.input),
+        ("output_type", &existing.output, &spec.output),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, served, asked)| served != asked)
+        .map(|(field, served, asked)| Rejection::SchemaMismatch {
+            path: format!("modules[{i}].{field}"),
+            reason: format!(
+                "{}.{} is served with {field} {served}, this registration has {asked}",
+                existing.namespace, spec.name
+            ),
+        })
 }
 
 /// The connection named by `connection`, if it is present with that generation.

@@ -168,10 +168,12 @@ async fn stable(all: &[String]) -> (Provider, u64) {
     (provider, id)
 }
 
-/// A canary member (2.0.0) of group `g` with `policy` flags and `extra` ones, attached.
-async fn canary(all: &[String], policy: &[&str], extra: &[&str]) -> (Provider, u64) {
+/// A canary member (2.0.0) of group `g`, attached: its policy has `steps`, `window_ms`
+/// windows and at least 10 calls per window; `extra` flags follow.
+async fn canary(all: &[String], steps: &str, window_ms: &str, extra: &[&str]) -> (Provider, u64) {
     let mut args = vec!["--group", "g", "--version", "2.0.0", "--canary"];
-    args.extend_from_slice(policy);
+    args.extend_from_slice(&["--canary-steps", steps, "--canary-window-ms", window_ms]);
+    args.extend_from_slice(&["--canary-min-calls", "10"]);
     args.extend_from_slice(extra);
     let mut provider = Provider::spawn(all, "roll", &args);
     let id = provider.wait_attached().await;
@@ -219,15 +221,7 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
     let changes = Changes::watch(&all[0]).await;
     let (_stable, stable_id) = stable(&all).await;
     let load = Load::start(&all);
-    let policy = [
-        "--canary-steps",
-        "20,50,100",
-        "--canary-window-ms",
-        "400",
-        "--canary-min-calls",
-        "10",
-    ];
-    let (_canary, canary_id) = canary(&all, &policy, &[]).await;
+    let (_canary, canary_id) = canary(&all, "20,50,100", "400", &[]).await;
     let seen = changes
         .until("promotion", outcome_is(pb::CanaryOutcome::Promoted))
         .await;
@@ -306,17 +300,8 @@ async fn a_canary_failing_30_percent_is_rolled_back_at_its_first_step() {
     let changes = Changes::watch(&all[1]).await;
     let (_stable, stable_id) = stable(&all).await;
     let load = Load::start(&all);
-    let policy = [
-        "--canary-steps",
-        "10,50,100",
-        "--canary-window-ms",
-        "400",
-        "--canary-min-calls",
-        "10",
-        "--canary-min-success",
-        "0.95",
-    ];
-    let (mut canary, canary_id) = canary(&all, &policy, &["--fail-ratio", "0.3"]).await;
+    let failing = ["--canary-min-success", "0.95", "--fail-ratio", "0.3"];
+    let (mut canary, canary_id) = canary(&all, "10,50,100", "400", &failing).await;
     let seen = changes
         .until("rollback", outcome_is(pb::CanaryOutcome::RolledBack))
         .await;
@@ -381,15 +366,7 @@ async fn a_rollout_survives_a_leader_change() {
     all.push(cluster.addr(leader));
     let _stable = stable(&all).await;
     let _load = Load::start(&follower_addrs);
-    let policy = [
-        "--canary-steps",
-        "20,50,100",
-        "--canary-window-ms",
-        "1000",
-        "--canary-min-calls",
-        "10",
-    ];
-    let _canary = canary(&all, &policy, &[]).await;
+    let _canary = canary(&all, "20,50,100", "1000", &[]).await;
     changes.until("step 1", |s| s.step == 1).await;
     cluster.kill(leader).await;
     let new_leader = cluster.leader_among(&followers).await;

@@ -3,8 +3,6 @@
 //! refused without a change; losing every canary connection is a partial failure; the
 //! rollout is in the change history and in snapshots.
 
-use openraft::storage::RaftStateMachine;
-use openraft::RaftSnapshotBuilder;
 use orrery_store::CanaryOutcome;
 use orrery_store::CanaryRecord;
 use orrery_store::ChangeKind;
@@ -277,16 +275,8 @@ async fn a_bad_policy_is_refused_and_no_policy_means_no_rollout() {
 async fn a_snapshot_carries_the_rollout() {
     let mut a = rolling_out().await;
     a.apply(None, judge("2", 0, CanaryVerdict::Healthy)).await;
-    let snapshot =
-        a.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
     let mut b = TestNode::new();
-    b.sm.install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
-        .await
-        .unwrap();
+    b.install_snapshot_of(&mut a).await;
     assert_eq!(b.providers().await, a.providers().await);
     assert_eq!(rollout(&b).step, 1);
     b.next_index = a.next_index;

@@ -203,7 +203,7 @@ async fn module(addr: &str) -> pb::ModuleInfo {
             ..Default::default()
         })
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("GetModule on {addr}: {e}"))
         .into_inner()
         .module
         .unwrap()
@@ -389,6 +389,8 @@ async fn a_rollout_survives_a_leader_change() {
         ]
     );
     cluster.restart(leader).await;
+    cluster.leader_among(&cluster.ids()).await;
+    cluster.wait_caught_up(&cluster.ids()).await;
     let expected = seen.last().unwrap().status.clone();
     for id in cluster.ids() {
         let m = module(&cluster.addr(id)).await;

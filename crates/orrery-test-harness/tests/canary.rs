@@ -3,7 +3,8 @@
 //! a steady stream of Execute calls through the nodes, and the rollout's CANARY_CHANGED
 //! events from a watch. A healthy canary is promoted with each step's share of the calls; a
 //! canary failing 30 % of its calls is rolled back at its first step; a leader change
-//! mid-rollout neither loses nor forks the rollout.
+//! mid-rollout neither loses nor forks the rollout; a third version and a bad policy are
+//! refused with typed errors.
 
 mod support;
 
@@ -397,4 +398,56 @@ async fn a_rollout_survives_a_leader_change() {
         assert_eq!(m.canary.as_ref(), Some(&expected), "node {id}");
         assert_eq!(m.version, "2.0.0", "node {id}");
     }
+}
+
+/// Steps: stable 1.0.0 and a canary 2.0.0 with 10 s windows (the rollout stays at step 0);
+/// register a 3.0.0 member, with and without a policy; register a 2.0.0 member whose policy
+/// steps decrease. Expect SCHEMA_MISMATCH at `modules[0].version` for 3.0.0, LIMIT_EXCEEDED
+/// at `canary` for the bad policy, each provider exiting 3, and the module still served by
+/// the two first members only, at step 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_version_and_a_bad_policy_are_refused_during_a_rollout() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let all = nodes(&cluster);
+    let _stable = stable(&all).await;
+    let _canary = canary(&all, "10,100", "10000", &[]).await;
+    let refusals: [(&[&str], &str, &str); 3] = [
+        (
+            &["--version", "3.0.0"],
+            "SCHEMA_MISMATCH",
+            "modules[0].version",
+        ),
+        (
+            &["--version", "3.0.0", "--canary"],
+            "SCHEMA_MISMATCH",
+            "modules[0].version",
+        ),
+        (
+            &["--version", "2.0.0", "--canary", "--canary-steps", "50,10"],
+            "LIMIT_EXCEEDED",
+            "canary",
+        ),
+    ];
+    for (flags, code, path) in refusals {
+        let mut args = vec!["--group", "g"];
+        args.extend_from_slice(flags);
+        let mut refused = Provider::spawn(&all, "roll", &args);
+        let failed = refused
+            .wait_line("FAILED", |l| l["stage"] == "FAILED")
+            .await;
+        assert_eq!(
+            (failed["code"].as_str(), failed["error_path"].as_str()),
+            (Some(code), Some(path)),
+            "{failed}"
+        );
+        let status = refused.child.wait().await.unwrap();
+        assert_eq!(status.code(), Some(3), "{flags:?}");
+    }
+    let m = module(&all[0]).await;
+    assert_eq!(m.serving.len(), 2);
+    let status = m.canary.expect("the rollout");
+    assert_eq!(
+        (status.step, status.outcome()),
+        (0, pb::CanaryOutcome::InProgress)
+    );
 }

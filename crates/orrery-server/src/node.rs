@@ -77,6 +77,9 @@ pub(crate) struct NodeCore {
     pub(crate) executors: ExecutorPool,
     /// On the leader: the observation windows of canary rollout steps.
     pub(crate) canary: CanaryJudge,
+    /// Cancelled when the node stops: long-lived streams (control streams, watches) end
+    /// with it, so the server's graceful shutdown does not wait for them forever.
+    pub(crate) stop: CancellationToken,
 }
 
 impl NodeCore {
@@ -225,6 +228,8 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+        // The node stops on the caller's token, or on its own when bootstrapping fails.
+        let stop = shutdown.child_token();
         let core = Arc::new(NodeCore {
             id: config.id,
             addr: config.advertise_addr.clone(),
@@ -241,10 +246,9 @@ impl Node {
             leases: LeaseKeeper::default(),
             executors: ExecutorPool::new(PoolConfig::default()),
             canary: CanaryJudge::default(),
+            stop: stop.clone(),
         });
 
-        // The node stops on the caller's token, or on its own when bootstrapping fails.
-        let stop = shutdown.child_token();
         let server = serve(core.clone(), listener, stop.clone());
         tokio::spawn(crate::leases::run_renewals(core.clone(), stop.clone()));
         tokio::spawn(crate::leases::run_expiry(core.clone(), stop.clone()));

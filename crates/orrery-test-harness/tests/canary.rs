@@ -350,7 +350,7 @@ async fn a_canary_failing_30_percent_is_rolled_back_at_its_first_step() {
 }
 
 /// Steps: stable 1.0.0 and a canary 2.0.0 (steps 20, 50, 100 %, 1 s windows, at least 10
-/// calls), attached to followers; load through the two followers; once the rollout
+/// calls), both attached to the leader; load through the two followers; once the rollout
 /// reached step 1, kill the
 /// leader; wait for PROMOTED on a survivor; restart the old leader. Expect the rollout to
 /// go on under the new leader to PROMOTED, each step once and in order, and all three
@@ -362,9 +362,9 @@ async fn a_rollout_survives_a_leader_change() {
     let followers: Vec<u64> = cluster.ids().into_iter().filter(|i| *i != leader).collect();
     let follower_addrs: Vec<String> = followers.iter().map(|i| cluster.addr(*i)).collect();
     let changes = Changes::watch(&follower_addrs[0]).await;
-    // The providers attach to a follower first and move on when their node goes.
-    let mut all = follower_addrs.clone();
-    all.push(cluster.addr(leader));
+    // The providers attach to the leader first and move on when it goes.
+    let mut all = vec![cluster.addr(leader)];
+    all.extend(follower_addrs.iter().cloned());
     let _stable = stable(&all).await;
     let _load = Load::start(&follower_addrs);
     let _canary = canary(&all, "20,50,100", "1000", &[]).await;

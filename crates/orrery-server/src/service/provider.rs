@@ -195,7 +195,12 @@ async fn control_loop(
     replies: mpsc::Sender<Result<pb::ControlReply, Status>>,
 ) {
     let mut drain_sent = false;
-    while let Some(message) = incoming.next().await {
+    loop {
+        let message = tokio::select! {
+            _ = core.stop.cancelled() => break,
+            message = incoming.next() => message,
+        };
+        let Some(message) = message else { break };
         let Ok(message) = message else { break };
         let reply = match message.body {
             Some(pb::control_message::Body::Heartbeat(beat)) => {

@@ -89,6 +89,7 @@ pub(crate) async fn run_watch(core: Arc<NodeCore>, request: pb::WatchRequest, ou
         };
         tokio::select! {
             _ = out.closed() => return,
+            _ = core.stop.cancelled() => return,
             changed = wait => match changed {
                 Some(Ok(())) => {}
                 Some(Err(_)) => return,

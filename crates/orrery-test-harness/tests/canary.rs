@@ -3,8 +3,8 @@
 //! a steady stream of Execute calls through the nodes, and the rollout's CANARY_CHANGED
 //! events from a watch. A healthy canary is promoted with each step's share of the calls; a
 //! canary failing 30 % of its calls is rolled back at its first step; a leader change
-//! mid-rollout neither loses nor forks the rollout; a third version and a bad policy are
-//! refused with typed errors.
+//! mid-rollout neither loses nor forks the rollout; a canary that dies mid-rollout is a
+//! partial failure; a third version and a bad policy are refused with typed errors.
 
 mod support;
 
@@ -450,4 +450,48 @@ async fn a_third_version_and_a_bad_policy_are_refused_during_a_rollout() {
         (status.step, status.outcome()),
         (0, pb::CanaryOutcome::InProgress)
     );
+}
+
+/// Steps: stable 1.0.0 and a canary 2.0.0 (1 s lease, 10 s windows: the rollout stays at
+/// step 0) under load; SIGKILL the canary; wait for PARTIAL_FAILURE. Expect the reason to
+/// name step 0, every node to show it at version 1.0.0, and later calls on the stable
+/// member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_dies_mid_rollout_is_a_partial_failure() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let all = nodes(&cluster);
+    let changes = Changes::watch(&all[2]).await;
+    let (_stable, stable_id) = stable(&all).await;
+    let load = Load::start(&all);
+    let (mut canary, canary_id) =
+        canary(&all, "50,100", "10000", &["--lease-ttl-ms", "1000"]).await;
+    changes.until("the rollout", |s| s.step == 0).await;
+    canary.child.start_kill().expect("SIGKILL the canary");
+    let seen = changes
+        .until(
+            "partial failure",
+            outcome_is(pb::CanaryOutcome::PartialFailure),
+        )
+        .await;
+    let failed = seen.last().unwrap();
+    assert!(
+        failed.status.reason.contains("step 0"),
+        "{:?}",
+        failed.status.reason
+    );
+    let settled = failed.at + Duration::from_millis(200);
+    while Instant::now() < settled + Duration::from_millis(300) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    load.stop.cancel();
+    let calls = load.calls();
+    assert!(calls.iter().any(|c| c.connection_id == canary_id));
+    let later: Vec<_> = calls.iter().filter(|c| c.at > settled).collect();
+    assert!(!later.is_empty());
+    assert!(later.iter().all(|c| c.connection_id == stable_id));
+    for addr in &all {
+        let m = module(addr).await;
+        assert_eq!(m.version, "1.0.0", "node {addr}");
+        assert_eq!(m.canary.as_ref(), Some(&failed.status), "node {addr}");
+    }
 }

@@ -28,6 +28,8 @@ const SHARE_TOLERANCE: f64 = 8.0;
 /// Calls this close to a step change are not attributed to either step: the nodes apply
 /// the change a moment apart.
 const EDGE: Duration = Duration::from_millis(40);
+/// How long after the watch saw an outcome every node routes by it.
+const SETTLE: Duration = Duration::from_millis(200);
 /// How long a rollout may take to reach an outcome.
 const ROLLOUT_WAIT: Duration = Duration::from_secs(30);
 
@@ -87,6 +89,39 @@ impl Load {
     fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
+
+    /// Waits until `connection` served a call.
+    async fn wait_served_by(&self, connection: u64) {
+        let deadline = Instant::now() + ROLLOUT_WAIT;
+        while !self.calls().iter().any(|c| c.connection_id == connection) {
+            assert!(
+                Instant::now() < deadline,
+                "connection {connection} got no call"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Keeps the load running for a while after an outcome the watch saw at `outcome`, then
+    /// stops it: every answered call, and the moment after which every node routes by the
+    /// outcome (the nodes apply it a moment apart).
+    async fn stop_after(&self, outcome: Instant) -> (Vec<Call>, Instant) {
+        let settled = outcome + SETTLE;
+        tokio::time::sleep_until((settled + Duration::from_millis(300)).into()).await;
+        self.stop.cancel();
+        (self.calls(), settled)
+    }
+}
+
+/// Asserts that some calls were answered after `settled` and `connection` served them all.
+fn assert_all_served_by(calls: &[Call], settled: Instant, connection: u64) {
+    let later: Vec<_> = calls.iter().filter(|c| c.at > settled).collect();
+    assert!(!later.is_empty(), "no calls after the outcome");
+    assert!(
+        later.iter().all(|c| c.connection_id == connection),
+        "not all of {} later calls went to connection {connection}",
+        later.len()
+    );
 }
 
 impl Drop for Load {
@@ -226,13 +261,7 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
     let seen = changes
         .until("promotion", outcome_is(pb::CanaryOutcome::Promoted))
         .await;
-    let promoted_at = seen.last().unwrap().at;
-    let settled = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < settled {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    load.stop.cancel();
-    let calls = load.calls();
+    let (calls, settled) = load.stop_after(seen.last().unwrap().at).await;
 
     let walk: Vec<_> = seen
         .iter()
@@ -257,9 +286,7 @@ async fn a_healthy_canary_is_promoted_step_by_step() {
             "step {step}: the canary served {share:.1} % of {count} calls, not {percent} %"
         );
     }
-    let after: Vec<_> = calls.iter().filter(|c| c.at > promoted_at + EDGE).collect();
-    assert!(!after.is_empty());
-    assert!(after.iter().all(|c| c.connection_id == canary_id));
+    assert_all_served_by(&calls, settled, canary_id);
 
     for addr in &all {
         let m = module(addr).await;
@@ -315,12 +342,7 @@ async fn a_canary_failing_30_percent_is_rolled_back_at_its_first_step() {
         "{:?}",
         rolled_back.status.reason
     );
-    let settled = rolled_back.at + Duration::from_millis(200);
-    while Instant::now() < settled + Duration::from_millis(300) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    load.stop.cancel();
-    let calls = load.calls();
+    let (calls, settled) = load.stop_after(rolled_back.at).await;
     let (share, count) = canary_share(&calls, canary_id, started.at, rolled_back.at);
     assert!(count >= 50, "only {count} calls during the rollout");
     assert!(
@@ -329,9 +351,7 @@ async fn a_canary_failing_30_percent_is_rolled_back_at_its_first_step() {
     );
     // A rolled-back canary is not told anything: it stays registered and running.
     assert!(canary.child.try_wait().unwrap().is_none());
-    let later: Vec<_> = calls.iter().filter(|c| c.at > settled).collect();
-    assert!(!later.is_empty());
-    assert!(later.iter().all(|c| c.connection_id == stable_id));
+    assert_all_served_by(&calls, settled, stable_id);
     for addr in &all {
         let m = module(addr).await;
         assert_eq!(m.version, "1.0.0", "node {addr}");
@@ -453,7 +473,7 @@ async fn a_third_version_and_a_bad_policy_are_refused_during_a_rollout() {
 }
 
 /// Steps: stable 1.0.0 and a canary 2.0.0 (1 s lease, 10 s windows: the rollout stays at
-/// step 0) under load; SIGKILL the canary; wait for PARTIAL_FAILURE. Expect the reason to
+/// step 0) under load; once the canary served a call, SIGKILL it; wait for PARTIAL_FAILURE. Expect the reason to
 /// name step 0, every node to show it at version 1.0.0, and later calls on the stable
 /// member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +485,7 @@ async fn a_canary_that_dies_mid_rollout_is_a_partial_failure() {
     let load = Load::start(&all);
     let (mut canary, canary_id) =
         canary(&all, "50,100", "10000", &["--lease-ttl-ms", "1000"]).await;
-    changes.until("the rollout", |s| s.step == 0).await;
+    load.wait_served_by(canary_id).await;
     canary.child.start_kill().expect("SIGKILL the canary");
     let seen = changes
         .until(
@@ -479,16 +499,8 @@ async fn a_canary_that_dies_mid_rollout_is_a_partial_failure() {
         "{:?}",
         failed.status.reason
     );
-    let settled = failed.at + Duration::from_millis(200);
-    while Instant::now() < settled + Duration::from_millis(300) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    load.stop.cancel();
-    let calls = load.calls();
-    assert!(calls.iter().any(|c| c.connection_id == canary_id));
-    let later: Vec<_> = calls.iter().filter(|c| c.at > settled).collect();
-    assert!(!later.is_empty());
-    assert!(later.iter().all(|c| c.connection_id == stable_id));
+    let (calls, settled) = load.stop_after(failed.at).await;
+    assert_all_served_by(&calls, settled, stable_id);
     for addr in &all {
         let m = module(addr).await;
         assert_eq!(m.version, "1.0.0", "node {addr}");

@@ -189,7 +189,8 @@ impl RouteEntry {
     }
 
     /// The endpoints to try for one call, in order, each with whether it is on the canary
-    /// side: the side the split picks, round-robin, then the other side.
+    /// side: the side the split picks, round-robin, then the other side (only tried when
+    /// the call could not be sent to the first).
     fn candidates(&self) -> Vec<(&RouteEndpoint, bool)> {
         let stable = &self.route.endpoints;
         let Some(canary) = self
@@ -202,13 +203,14 @@ impl RouteEntry {
         };
         let to_canary = stable.is_empty()
             || takes_canary(self.calls.fetch_add(1, Ordering::Relaxed), canary.percent);
+        // The other side is only a fallback: it does not advance its round-robin position.
         if to_canary {
             rotation(&canary.endpoints, &self.next_canary, true)
-                .chain(rotation(stable, &self.next, false))
+                .chain(stable.iter().map(|e| (e, false)))
                 .collect()
         } else {
             rotation(stable, &self.next, false)
-                .chain(rotation(&canary.endpoints, &self.next_canary, true))
+                .chain(canary.endpoints.iter().map(|e| (e, true)))
                 .collect()
         }
     }

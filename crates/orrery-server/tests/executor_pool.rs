@@ -333,7 +333,7 @@ async fn unknown_module_is_not_found() {
 /// and each answer names the version that served it; without stable connections the canary
 /// takes every call.
 /// Steps: stable providers a, b (1.0.0) and canary c (2.0.0, connection 10) at 20 %; 100
-/// calls; then a route whose stable side is empty; 5 calls.
+/// calls; the same at 50 %; then a route whose stable side is empty; 5 calls.
 #[tokio::test]
 async fn a_canary_takes_exactly_its_share() {
     let a = provider(Mode::Tag("a")).await;
@@ -362,10 +362,24 @@ async fn a_canary_takes_exactly_its_share() {
     assert_eq!(b.calls.load(Ordering::SeqCst), 40);
     assert_eq!(versions["2.0.0"], 20);
 
+    // At 50 % the calls alternate sides; the stable members still share theirs evenly.
+    let half = CanaryRoute {
+        step: 2,
+        percent: 50,
+        ..canary.clone()
+    };
+    pool.set_routes(routes_with(&[&a.endpoint, &b.endpoint], Some(half)));
+    for i in 0..100 {
+        pool.execute(call(CValue::String(format!("h{i}")))).await;
+    }
+    assert_eq!(c.calls.load(Ordering::SeqCst), 70);
+    assert_eq!(a.calls.load(Ordering::SeqCst), 65);
+    assert_eq!(b.calls.load(Ordering::SeqCst), 65);
+
     pool.set_routes(routes_with(&[], Some(canary)));
     for i in 0..5 {
         let outcome = pool.execute(call(CValue::String(format!("d{i}")))).await;
         assert_eq!(output(&outcome), CValue::String(format!("c:d{i}")));
     }
-    assert_eq!(c.calls.load(Ordering::SeqCst), 25);
+    assert_eq!(c.calls.load(Ordering::SeqCst), 75);
 }

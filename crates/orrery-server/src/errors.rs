@@ -150,6 +150,13 @@ impl ApiError {
                     (C::AlreadyExists, E::NamespaceOwned)
                 }
                 Rejection::UnknownConnection { .. } => (C::NotFound, E::StaleGeneration),
+                Rejection::CanaryVersionConflict { .. } => {
+                    (C::FailedPrecondition, E::SchemaMismatch)
+                }
+                Rejection::StaleCanaryJudgement { .. } => {
+                    (C::FailedPrecondition, E::StaleGeneration)
+                }
+                Rejection::InvalidCanaryPolicy { .. } => (C::InvalidArgument, E::LimitExceeded),
             },
             ApiError::NoQuorum(_) | ApiError::NotLeader { .. } => (C::Unavailable, E::NoQuorum),
             ApiError::Timeout(_) => (C::DeadlineExceeded, E::Timeout),

@@ -7,9 +7,16 @@
 //! against the module's type, sends the call to the next endpoint, moves on to another
 //! endpoint only when the call was never sent (the connection could not be made), and checks
 //! the output against the module's type before handing it back.
+//!
+//! During a canary rollout a route has two sides: exactly the step's share of the calls
+//! (a counter split, [`takes_canary`]) goes to the connections serving the canary version,
+//! the rest round-robin over the stable ones; a side without connections leaves every call
+//! to the other. Every call sent (or tried) to a canary connection is counted in the pool's
+//! canary tallies, which the node reports to the leader (`canary_judge.rs`).
 
 use std::collections::HashMap;
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +33,10 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
+use crate::canary_tally::CanaryReport;
+use crate::canary_tally::CanaryStep;
+use crate::canary_tally::CanaryTallies;
+
 /// The answer to a TLS executor: this node is built without tonic's TLS support.
 const TLS_UNSUPPORTED: &str = "TLS executors are not supported by this node";
 
@@ -38,6 +49,8 @@ pub struct RouteEndpoint {
     pub endpoint: String,
     /// Whether the executor endpoint speaks TLS.
     pub tls: bool,
+    /// The module version this connection serves.
+    pub version: String,
 }
 
 /// Where calls of one module go, and the types they must have.
@@ -53,8 +66,44 @@ pub struct Route {
     pub input: CType,
     /// The module's output type.
     pub output: CType,
-    /// The active connections serving the module, in any order.
+    /// The active connections that take the module's calls, in any order; during a canary
+    /// rollout, the stable side.
     pub endpoints: Vec<RouteEndpoint>,
+    /// During a canary rollout: the canary side and its share of the calls.
+    pub canary: Option<CanaryRoute>,
+}
+
+/// The canary side of a route during a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryRoute {
+    /// The canary version.
+    pub version: String,
+    /// The rollout step (index into the policy's steps).
+    pub step: u32,
+    /// The share of the module's calls the canary takes, in percent.
+    pub percent: u32,
+    /// The active connections serving the canary version.
+    pub endpoints: Vec<RouteEndpoint>,
+}
+
+/// `endpoints` once each, starting at the next round-robin position of `next`, each with
+/// `canary` (whether the side is the canary's).
+fn rotation<'a>(
+    endpoints: &'a [RouteEndpoint],
+    next: &AtomicUsize,
+    canary: bool,
+) -> impl Iterator<Item = (&'a RouteEndpoint, bool)> + 'a {
+    let count = endpoints.len().max(1);
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    (0..endpoints.len()).map(move |i| (&endpoints[(start + i) % count], canary))
+}
+
+/// Whether call number `call` (counting from 0) of a route goes to the canary when the
+/// canary takes `percent` % of the calls: exactly `percent` of every 100 consecutive calls
+/// do, spread evenly.
+pub fn takes_canary(call: u64, percent: u32) -> bool {
+    let percent = u64::from(percent.min(100));
+    (call % 100 + 1) * percent / 100 > (call % 100) * percent / 100
 }
 
 /// How the pool connects and how long calls may take.
@@ -97,7 +146,8 @@ pub struct ExecuteOutcome {
     pub result: Result<pb::Value, ExecFailure>,
     /// The connection that served (or failed) the call; 0 when none was chosen.
     pub connection_id: u64,
-    /// The version of the module called; empty when the module is unknown.
+    /// The version of the connection that served the call, or the module's version when
+    /// none did; empty when the module is unknown.
     pub version: String,
 }
 
@@ -120,16 +170,57 @@ impl ExecFailure {
     }
 }
 
-/// A route and its round-robin counter.
+/// A route, the round-robin counters of its sides and its canary split counter.
 struct RouteEntry {
     route: Route,
     next: AtomicUsize,
+    next_canary: AtomicUsize,
+    calls: AtomicU64,
+}
+
+impl RouteEntry {
+    fn new(route: Route) -> Self {
+        Self {
+            route,
+            next: AtomicUsize::new(0),
+            next_canary: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The endpoints to try for one call, in order, each with whether it is on the canary
+    /// side: the side the split picks, round-robin, then the other side (only tried when
+    /// the call could not be sent to the first).
+    fn candidates(&self) -> Vec<(&RouteEndpoint, bool)> {
+        let stable = &self.route.endpoints;
+        let Some(canary) = self
+            .route
+            .canary
+            .as_ref()
+            .filter(|c| !c.endpoints.is_empty())
+        else {
+            return rotation(stable, &self.next, false).collect();
+        };
+        let to_canary = stable.is_empty()
+            || takes_canary(self.calls.fetch_add(1, Ordering::Relaxed), canary.percent);
+        // The other side is only a fallback: it does not advance its round-robin position.
+        if to_canary {
+            rotation(&canary.endpoints, &self.next_canary, true)
+                .chain(stable.iter().map(|e| (e, false)))
+                .collect()
+        } else {
+            rotation(stable, &self.next, false)
+                .chain(canary.endpoints.iter().map(|e| (e, true)))
+                .collect()
+        }
+    }
 }
 
 struct Inner {
     config: PoolConfig,
     routes: RwLock<HashMap<String, Arc<RouteEntry>>>,
     channels: Mutex<HashMap<String, Channel>>,
+    canary_tallies: CanaryTallies,
 }
 
 /// Calls modules on their providers' executors; a cheap, clonable handle.
@@ -154,6 +245,7 @@ impl ExecutorPool {
                 config,
                 routes: RwLock::new(HashMap::new()),
                 channels: Mutex::new(HashMap::new()),
+                canary_tallies: CanaryTallies::default(),
             }),
         }
     }
@@ -172,17 +264,18 @@ impl ExecutorPool {
             .map(|(name, route)| {
                 let entry = match current.get(&name) {
                     Some(old) if old.route == route => old.clone(),
-                    _ => Arc::new(RouteEntry {
-                        route,
-                        next: AtomicUsize::new(0),
-                    }),
+                    _ => Arc::new(RouteEntry::new(route)),
                 };
                 (name, entry)
             })
             .collect();
         let in_use: HashSet<&str> = replaced
             .values()
-            .flat_map(|entry| entry.route.endpoints.iter().map(|e| e.endpoint.as_str()))
+            .flat_map(|entry| {
+                let canary = entry.route.canary.iter().flat_map(|c| &c.endpoints);
+                entry.route.endpoints.iter().chain(canary)
+            })
+            .map(|e| e.endpoint.as_str())
             .collect();
         self.inner
             .channels
@@ -214,28 +307,37 @@ impl ExecutorPool {
             };
         };
         let route = &entry.route;
-        let outcome = |result, connection_id| ExecuteOutcome {
+        let outcome = |result, connection_id, version: &str| ExecuteOutcome {
             result,
             connection_id,
-            version: route.version.clone(),
+            version: version.to_string(),
         };
         if let Err(failure) = check_value(call.input.clone(), &route.input, "input") {
-            return outcome(Err(failure), 0);
+            return outcome(Err(failure), 0, &route.version);
         }
 
         let budget = call.timeout.unwrap_or(self.inner.config.default_timeout);
         let deadline = Instant::now() + budget;
-        let count = route.endpoints.len();
-        let start = entry.next.fetch_add(1, Ordering::Relaxed);
         let mut not_sent = Vec::new();
-        for i in 0..count {
-            let endpoint = &route.endpoints[(start + i) % count];
+        for (endpoint, on_canary) in entry.candidates() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return outcome(Err(timed_out(budget)), endpoint.connection_id);
+                return outcome(
+                    Err(timed_out(budget)),
+                    endpoint.connection_id,
+                    &endpoint.version,
+                );
             }
-            match self.attempt(route, endpoint, &call, left, budget).await {
-                Attempt::Done(result) => return outcome(result, endpoint.connection_id),
+            let started = Instant::now();
+            let attempt = self.attempt(route, endpoint, &call, left, budget).await;
+            if on_canary {
+                let ok = matches!(attempt, Attempt::Done(Ok(_)));
+                self.observe_canary(route, ok, started.elapsed());
+            }
+            match attempt {
+                Attempt::Done(result) => {
+                    return outcome(result, endpoint.connection_id, &endpoint.version)
+                }
                 Attempt::NotSent(reason) => {
                     not_sent.push(format!("{} ({reason})", endpoint.endpoint))
                 }
@@ -253,7 +355,25 @@ impl ExecutorPool {
         outcome(
             Err(ExecFailure::new(ExecutionErrorCode::Unavailable, message)),
             0,
+            &route.version,
         )
+    }
+
+    /// Counts one call tried on a canary connection of `route`'s rollout step.
+    fn observe_canary(&self, route: &Route, ok: bool, latency: Duration) {
+        if let Some(canary) = &route.canary {
+            let step = CanaryStep {
+                qualified_name: format!("{}.{}", route.namespace, route.module),
+                canary_version: canary.version.clone(),
+                step: canary.step,
+            };
+            self.inner.canary_tallies.record(&step, ok, latency);
+        }
+    }
+
+    /// The canary calls observed since the last call, one report per rollout step.
+    pub(crate) fn take_canary_reports(&self) -> Vec<CanaryReport> {
+        self.inner.canary_tallies.take()
     }
 
     /// Sends the call to one endpoint with `left` of the call's `budget` remaining.

@@ -26,6 +26,7 @@ use orrery_types::cmd::LogRequest;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::canary_tally::CanaryReport;
 use crate::errors::ApiError;
 use crate::network::Rpc;
 use crate::node::NodeCore;
@@ -54,6 +55,8 @@ pub(crate) enum LeaderOp {
     ReadIndex,
     /// Renew the leases of these connections (a node's batch of heartbeats).
     RenewLeases(Vec<ConnectionRef>),
+    /// Add a node's canary observations to the leader's windows.
+    ReportCanary(Vec<CanaryReport>),
 }
 
 /// The leader's answer to a [`LeaderOp`].
@@ -67,6 +70,8 @@ pub(crate) enum LeaderReply {
     ReadIndex { index: Option<u64> },
     /// Per renewal, in order: whether the lease was renewed.
     Renewed(Vec<bool>),
+    /// The canary observations were added.
+    Reported,
 }
 
 impl NodeCore {
@@ -241,6 +246,11 @@ impl NodeCore {
                 self.ensure_leader()?;
                 let results = self.renew_leases(&renewals);
                 Ok(LeaderReply::Renewed(results))
+            }
+            LeaderOp::ReportCanary(reports) => {
+                self.ensure_leader()?;
+                self.canary.add(&reports, std::time::Instant::now());
+                Ok(LeaderReply::Reported)
             }
             LeaderOp::ReadIndex => {
                 let read_log_id =

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::leader::LeaderOp;
 use crate::leader::LeaderReply;
 use crate::node::NodeCore;
+use crate::ticker::every;
 
 /// How often a node sends its batch of renewals to the leader.
 pub(crate) const RENEW_INTERVAL: Duration = Duration::from_millis(250);
@@ -142,74 +143,68 @@ impl NodeCore {
 
 /// Sends this node's renewals to the leader until `stop`.
 pub(crate) async fn run_renewals(core: Arc<NodeCore>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(RENEW_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+    every(RENEW_INTERVAL, stop, || send_renewals(&core)).await
+}
+
+/// Sends the renewals collected since the last batch and records which were renewed.
+async fn send_renewals(core: &NodeCore) {
+    let batch: Vec<ConnectionRef> = std::mem::take(&mut *lock(&core.leases.pending))
+        .into_iter()
+        .map(|(connection_id, generation)| ConnectionRef {
+            connection_id,
+            generation,
+        })
+        .collect();
+    if batch.is_empty() {
+        return;
+    }
+    let results = match core.leader_call(LeaderOp::RenewLeases(batch.clone())).await {
+        Ok(LeaderReply::Renewed(results)) if results.len() == batch.len() => results,
+        Ok(other) => {
+            tracing::warn!(reply = ?other, "lease renewal answered with something else");
+            vec![false; batch.len()]
         }
-        let batch: Vec<ConnectionRef> = std::mem::take(&mut *lock(&core.leases.pending))
-            .into_iter()
-            .map(|(connection_id, generation)| ConnectionRef {
-                connection_id,
-                generation,
-            })
-            .collect();
-        if batch.is_empty() {
-            continue;
+        Err(e) => {
+            tracing::debug!(error = %e, "lease renewal did not reach the leader");
+            vec![false; batch.len()]
         }
-        let results = match core.leader_call(LeaderOp::RenewLeases(batch.clone())).await {
-            Ok(LeaderReply::Renewed(results)) if results.len() == batch.len() => results,
-            Ok(other) => {
-                tracing::warn!(reply = ?other, "lease renewal answered with something else");
-                vec![false; batch.len()]
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "lease renewal did not reach the leader");
-                vec![false; batch.len()]
-            }
-        };
-        let mut renewed = lock(&core.leases.renewed);
-        for (r, ok) in batch.iter().zip(results) {
-            renewed.insert(r.connection_id, ok);
-        }
+    };
+    let mut renewed = lock(&core.leases.renewed);
+    for (r, ok) in batch.iter().zip(results) {
+        renewed.insert(r.connection_id, ok);
     }
 }
 
 /// On the leader: commits the expiry of every lease that ran out, until `stop`.
 pub(crate) async fn run_expiry(core: Arc<NodeCore>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+    every(EXPIRY_INTERVAL, stop, || expire_leases(&core)).await
+}
+
+/// On the leader: commits the expiry of the leases that ran out by now.
+async fn expire_leases(core: &NodeCore) {
+    if core.metrics().current_leader != Some(core.id) {
+        core.leases.forget_deadlines();
+        return;
+    }
+    let connections = match core.reader.connections() {
+        Ok(connections) => connections,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read connections for lease expiry");
+            return;
         }
-        if core.metrics().current_leader != Some(core.id) {
-            core.leases.forget_deadlines();
-            continue;
-        }
-        let connections = match core.reader.connections() {
-            Ok(connections) => connections,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read connections for lease expiry");
-                continue;
-            }
-        };
-        let expired = core
-            .leases
-            .expired(&connections, Instant::now(), crate::leader::now_ms());
-        if expired.is_empty() {
-            continue;
-        }
-        tracing::info!(connections = ?expired, "leases ran out");
-        let cmd = Cmd::ExpireConnections {
-            connections: expired,
-        };
-        if let Err(e) = core.write_cmd(None, cmd).await {
-            tracing::warn!(error = %e, "could not commit lease expiry; retrying");
-        }
+    };
+    let expired = core
+        .leases
+        .expired(&connections, Instant::now(), crate::leader::now_ms());
+    if expired.is_empty() {
+        return;
+    }
+    tracing::info!(connections = ?expired, "leases ran out");
+    let cmd = Cmd::ExpireConnections {
+        connections: expired,
+    };
+    if let Err(e) = core.write_cmd(None, cmd).await {
+        tracing::warn!(error = %e, "could not commit lease expiry; retrying");
     }
 }
 

@@ -8,6 +8,8 @@
 //! `docs/cluster.md` describes bootstrap, joining, the cluster id, forwarding and reads.
 
 mod batcher;
+mod canary_judge;
+mod canary_tally;
 mod config;
 mod errors;
 pub mod executor_pool;
@@ -19,6 +21,7 @@ mod node;
 mod requests;
 mod routes;
 mod service;
+mod ticker;
 
 pub use config::Bootstrap;
 pub use config::NodeConfig;

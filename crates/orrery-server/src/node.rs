@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::batcher::WriteBatcher;
+use crate::canary_judge::CanaryJudge;
 use crate::config::Bootstrap;
 use crate::config::NodeConfig;
 use crate::config::RaftTuning;
@@ -74,6 +75,11 @@ pub(crate) struct NodeCore {
     pub(crate) leases: LeaseKeeper,
     /// Routes `Execute` calls to providers; its routes follow the replica.
     pub(crate) executors: ExecutorPool,
+    /// On the leader: the observation windows of canary rollout steps.
+    pub(crate) canary: CanaryJudge,
+    /// Cancelled when the node stops: long-lived streams (control streams, watches) end
+    /// with it, so the server's graceful shutdown does not wait for them forever.
+    pub(crate) stop: CancellationToken,
 }
 
 impl NodeCore {
@@ -222,6 +228,8 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+        // The node stops on the caller's token, or on its own when bootstrapping fails.
+        let stop = shutdown.child_token();
         let core = Arc::new(NodeCore {
             id: config.id,
             addr: config.advertise_addr.clone(),
@@ -237,14 +245,22 @@ impl Node {
             started: Instant::now(),
             leases: LeaseKeeper::default(),
             executors: ExecutorPool::new(PoolConfig::default()),
+            canary: CanaryJudge::default(),
+            stop: stop.clone(),
         });
 
-        // The node stops on the caller's token, or on its own when bootstrapping fails.
-        let stop = shutdown.child_token();
         let server = serve(core.clone(), listener, stop.clone());
         tokio::spawn(crate::leases::run_renewals(core.clone(), stop.clone()));
         tokio::spawn(crate::leases::run_expiry(core.clone(), stop.clone()));
         tokio::spawn(crate::routes::run_route_sync(core.clone(), stop.clone()));
+        tokio::spawn(crate::canary_judge::run_canary_reports(
+            core.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(crate::canary_judge::run_canary_judge(
+            core.clone(),
+            stop.clone(),
+        ));
         let task = tokio::spawn(run(core.clone(), store, server));
         let handle = NodeHandle {
             core: core.clone(),

@@ -13,6 +13,7 @@ use orrery_proto::pb;
 use orrery_proto::pb::module_executor_server::ModuleExecutor;
 use orrery_proto::pb::module_executor_server::ModuleExecutorServer;
 use orrery_proto::pb::ExecutionErrorCode;
+use orrery_server::executor_pool::CanaryRoute;
 use orrery_server::executor_pool::ExecuteCall;
 use orrery_server::executor_pool::ExecutorPool;
 use orrery_server::executor_pool::PoolConfig;
@@ -134,21 +135,32 @@ fn pool_with(endpoints: &[&str]) -> ExecutorPool {
 }
 
 fn routes(endpoints: &[&str]) -> HashMap<String, Route> {
+    routes_with(endpoints, None)
+}
+
+/// Route endpoints for `endpoints` at `version`, connection ids from `first` on.
+fn route_endpoints(endpoints: &[&str], first: u64, version: &str) -> Vec<RouteEndpoint> {
+    endpoints
+        .iter()
+        .zip(first..)
+        .map(|(endpoint, connection_id)| RouteEndpoint {
+            connection_id,
+            endpoint: endpoint.to_string(),
+            tls: false,
+            version: version.into(),
+        })
+        .collect()
+}
+
+fn routes_with(endpoints: &[&str], canary: Option<CanaryRoute>) -> HashMap<String, Route> {
     let route = Route {
         namespace: "acme".into(),
         module: "upper".into(),
         version: "1.0.0".into(),
         input: CType::String,
         output: CType::String,
-        endpoints: endpoints
-            .iter()
-            .zip(1..)
-            .map(|(endpoint, connection_id)| RouteEndpoint {
-                connection_id,
-                endpoint: endpoint.to_string(),
-                tls: false,
-            })
-            .collect(),
+        endpoints: route_endpoints(endpoints, 1, "1.0.0"),
+        canary,
     };
     HashMap::from([("acme.upper".to_string(), route)])
 }
@@ -315,4 +327,59 @@ async fn unknown_module_is_not_found() {
     assert_eq!(failure(&outcome).0, ExecutionErrorCode::ModuleNotFound);
     assert_eq!(outcome.connection_id, 0);
     assert_eq!(outcome.version, "");
+}
+
+/// During a rollout the canary takes exactly its step's share, the stable side the rest,
+/// and each answer names the version that served it; without stable connections the canary
+/// takes every call.
+/// Steps: stable providers a, b (1.0.0) and canary c (2.0.0, connection 10) at 20 %; 100
+/// calls; the same at 50 %; then a route whose stable side is empty; 5 calls.
+#[tokio::test]
+async fn a_canary_takes_exactly_its_share() {
+    let a = provider(Mode::Tag("a")).await;
+    let b = provider(Mode::Tag("b")).await;
+    let c = provider(Mode::Tag("c")).await;
+    let canary = CanaryRoute {
+        version: "2.0.0".into(),
+        step: 1,
+        percent: 20,
+        endpoints: route_endpoints(&[&c.endpoint], 10, "2.0.0"),
+    };
+    let pool = ExecutorPool::new(PoolConfig::default());
+    pool.set_routes(routes_with(
+        &[&a.endpoint, &b.endpoint],
+        Some(canary.clone()),
+    ));
+    let mut versions = HashMap::<String, usize>::new();
+    for i in 0..100 {
+        let outcome = pool.execute(call(CValue::String(format!("c{i}")))).await;
+        let on_canary = outcome.connection_id == 10;
+        assert_eq!(outcome.version, if on_canary { "2.0.0" } else { "1.0.0" });
+        *versions.entry(outcome.version).or_default() += 1;
+    }
+    assert_eq!(c.calls.load(Ordering::SeqCst), 20);
+    assert_eq!(a.calls.load(Ordering::SeqCst), 40);
+    assert_eq!(b.calls.load(Ordering::SeqCst), 40);
+    assert_eq!(versions["2.0.0"], 20);
+
+    // At 50 % the calls alternate sides; the stable members still share theirs evenly.
+    let half = CanaryRoute {
+        step: 2,
+        percent: 50,
+        ..canary.clone()
+    };
+    pool.set_routes(routes_with(&[&a.endpoint, &b.endpoint], Some(half)));
+    for i in 0..100 {
+        pool.execute(call(CValue::String(format!("h{i}")))).await;
+    }
+    assert_eq!(c.calls.load(Ordering::SeqCst), 70);
+    assert_eq!(a.calls.load(Ordering::SeqCst), 65);
+    assert_eq!(b.calls.load(Ordering::SeqCst), 65);
+
+    pool.set_routes(routes_with(&[], Some(canary)));
+    for i in 0..5 {
+        let outcome = pool.execute(call(CValue::String(format!("d{i}")))).await;
+        assert_eq!(output(&outcome), CValue::String(format!("c:d{i}")));
+    }
+    assert_eq!(c.calls.load(Ordering::SeqCst), 75);
 }

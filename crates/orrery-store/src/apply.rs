@@ -8,7 +8,8 @@
 //! time into the entry), so every replica reaches the same state and the same answers.
 //!
 //! This file dispatches commands and owns the namespace commands and the helpers they share
-//! with the provider commands (`apply_providers.rs`); `history.rs` records the changes.
+//! with the provider commands (`apply_providers.rs`) and canary rollouts
+//! (`apply_canary.rs`); `history.rs` records the changes.
 
 use openraft::EntryPayload;
 use orrery_types::cmd::Cmd;
@@ -16,6 +17,7 @@ use orrery_types::cmd::CmdOutcome;
 use orrery_types::cmd::LogRequest;
 use orrery_types::cmd::Rejection;
 
+use crate::apply_canary;
 use crate::apply_providers;
 use crate::errors::StoreError;
 use crate::history::append_changes;
@@ -88,8 +90,13 @@ fn apply_cmd(tx: &StagedWrites, request: &LogRequest) -> Result<CmdOutcome, Stor
                 .collect::<Result<_, _>>()?,
         }),
         Cmd::RegisterConnection(registration) => {
-            apply_providers::register(tx, registration, request.time_ms)
+            apply_providers::register(tx, registration, None, request.time_ms)
         }
+        Cmd::RegisterCanary {
+            registration,
+            policy,
+        } => apply_providers::register(tx, registration, Some(policy), request.time_ms),
+        Cmd::JudgeCanary(judgement) => apply_canary::judge(tx, judgement),
         Cmd::DeregisterConnection(connection) => apply_providers::deregister(tx, *connection),
         Cmd::ExpireConnections { connections } => apply_providers::expire(tx, connections),
         Cmd::DrainConnection {

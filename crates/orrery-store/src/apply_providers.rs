@@ -3,10 +3,12 @@
 //! schema agreement between the connections serving one module, and the modules' serving
 //! sets. Every check runs before the first write, so a rejection changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
+use orrery_types::cmd::CanaryPolicy;
 use orrery_types::cmd::CmdOutcome;
 use orrery_types::cmd::ConnectionRef;
+use orrery_types::cmd::ModuleSpec;
 use orrery_types::cmd::Registration;
 use orrery_types::cmd::Rejection;
 use orrery_types::names::GroupId;
@@ -20,6 +22,7 @@ use crate::apply::invalid_name;
 use crate::apply::owned_by;
 use crate::apply::rejected;
 use crate::apply::reserved_namespace;
+use crate::apply_canary;
 use crate::errors::StoreError;
 use crate::history::append_changes;
 use crate::history::Change;
@@ -37,11 +40,14 @@ use crate::records::NamespaceRecord;
 use crate::staged::StagedSpace;
 use crate::staged::StagedWrites;
 
-/// Registers a connection: claims or joins its namespace, checks its modules' types against
-/// the modules already there, stores it Active and adds it to its modules' serving sets.
+/// Registers a connection: claims or joins its namespace, checks its modules' types (and,
+/// during a canary rollout, versions) against the modules already there, stores it Active
+/// and adds it to its modules' serving sets. With a canary `policy`, a module whose version
+/// differs from the served one starts a rollout (`apply_canary.rs`).
 pub(crate) fn register(
     tx: &StagedWrites,
     registration: &Registration,
+    policy: Option<&CanaryPolicy>,
     time_ms: u64,
 ) -> Result<CmdOutcome, StoreError> {
     let namespace = match check_names(registration) {
@@ -62,8 +68,14 @@ pub(crate) fn register(
             (owner, _) => return Ok(rejected(owned_by(&ns, owner))),
         },
     }
-    if let Some(mismatch) = schema_mismatch(tx, registration)? {
+    if let Some(mismatch) = first_rejection(tx, registration, schema_mismatch)? {
         return Ok(rejected(mismatch));
+    }
+    if let Some(conflict) = first_rejection(tx, registration, apply_canary::version_conflict)? {
+        return Ok(rejected(conflict));
+    }
+    if let Some(Err(reason)) = policy.map(CanaryPolicy::check) {
+        return Ok(rejected(Rejection::InvalidCanaryPolicy { reason }));
     }
 
     let revision = bump_revision(tx)?;
@@ -116,12 +128,13 @@ pub(crate) fn register(
     let modules = StagedSpace::<Modules>::new(tx);
     for spec in &registration.modules {
         let key = (ns.clone(), spec.name.clone());
+        let mut canary_changed = false;
         let (kind, record) = match modules.get(&key)? {
             Some(mut record) => {
-                record.version = spec.version.clone();
+                canary_changed = apply_canary::joined(&mut record, &spec.version, policy, revision);
                 record.description = spec.description.clone();
                 record.tags = spec.tags.clone();
-                record.serving.insert(id);
+                record.serving.insert(id, spec.version.clone());
                 (ChangeKind::ModuleUpdated, record)
             }
             None => (
@@ -134,12 +147,16 @@ pub(crate) fn register(
                     input: spec.input.clone(),
                     output: spec.output.clone(),
                     tags: spec.tags.clone(),
-                    serving: BTreeSet::from([id]),
+                    serving: BTreeMap::from([(id, spec.version.clone())]),
                     registered_at: revision,
+                    canary: None,
                 },
             ),
         };
         modules.insert(&key, &record)?;
+        if canary_changed {
+            changes.push(Change::module(ChangeKind::CanaryChanged, record.clone()));
+        }
         changes.push(Change::module(kind, record));
     }
     append_changes(tx, revision, changes)?;
@@ -247,35 +264,40 @@ fn check_names(registration: &Registration) -> Result<Namespace, NameError> {
     Ok(namespace)
 }
 
-/// `SchemaMismatch` for the first module whose input or output type differs from the one
-/// the namespace already serves under that name.
-fn schema_mismatch(
+/// The first rejection `check` finds for a module of `registration` that is already
+/// present, given its index in the registration, its spec and the stored record.
+fn first_rejection(
     tx: &StagedWrites,
     registration: &Registration,
+    check: impl Fn(usize, &ModuleSpec, &ModuleRecord) -> Option<Rejection>,
 ) -> Result<Option<Rejection>, StoreError> {
     let modules = StagedSpace::<Modules>::new(tx);
     for (i, spec) in registration.modules.iter().enumerate() {
         let key = (registration.namespace.clone(), spec.name.clone());
-        let Some(existing) = modules.get(&key)? else {
-            continue;
-        };
-        let fields = [
-            ("input_type", &existing.input, &spec.input),
-            ("output_type", &existing.output, &spec.output),
-        ];
-        for (field, served, asked) in fields {
-            if served != asked {
-                return Ok(Some(Rejection::SchemaMismatch {
-                    path: format!("modules[{i}].{field}"),
-                    reason: format!(
-                        "{}.{} is served with {field} {served}, this registration has {asked}",
-                        registration.namespace, spec.name
-                    ),
-                }));
-            }
+        if let Some(rejection) = modules.get(&key)?.and_then(|m| check(i, spec, &m)) {
+            return Ok(Some(rejection));
         }
     }
     Ok(None)
+}
+
+/// `SchemaMismatch` when module `spec` (at index `i`) declares another input or output type
+/// than the one `existing` is served with.
+fn schema_mismatch(i: usize, spec: &ModuleSpec, existing: &ModuleRecord) -> Option<Rejection> {
+    let fields = [
+        ("input_type", &existing.input, &spec.input),
+        ("output_type", &existing.output, &spec.output),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, served, asked)| served != asked)
+        .map(|(field, served, asked)| Rejection::SchemaMismatch {
+            path: format!("modules[{i}].{field}"),
+            reason: format!(
+                "{}.{} is served with {field} {served}, this registration has {asked}",
+                existing.namespace, spec.name
+            ),
+        })
 }
 
 /// The connection named by `connection`, if it is present with that generation.
@@ -312,6 +334,8 @@ fn remove_connection(
     let ns = record.namespace.clone();
     let modules = StagedSpace::<Modules>::new(tx);
     let mut removed_modules = Vec::new();
+    // The caller bumps the revision once after every removal of its command.
+    let revision = current_revision(tx)? + 1;
     for name in &record.modules {
         let key = (ns.clone(), name.clone());
         let Some(before) = modules.get(&key)? else {
@@ -324,8 +348,12 @@ fn remove_connection(
             removed_modules.push(format!("{ns}.{name}"));
             changes.push(Change::module(ChangeKind::ModuleRemoved, before));
         } else {
+            let canary_changed = apply_canary::left(&mut after, revision);
             modules.insert(&key, &after)?;
-            changes.push(Change::module(ChangeKind::ModuleUpdated, after));
+            changes.push(Change::module(ChangeKind::ModuleUpdated, after.clone()));
+            if canary_changed {
+                changes.push(Change::module(ChangeKind::CanaryChanged, after));
+            }
         }
     }
     StagedSpace::<Connections>::new(tx).remove(&id);

@@ -17,8 +17,9 @@ use crate::key_spaces::HeaderVersion;
 pub const STORE_FORMAT: &str = "orrery-store";
 
 /// The on-disk format version this build writes and reads. Version 2 added provider
-/// connections, modules and the change history, and changed the namespace record.
-pub const STORE_VERSION: u32 = 2;
+/// connections, modules and the change history, and changed the namespace record; version 3
+/// records the version each connection serves and the modules' canary rollouts.
+pub const STORE_VERSION: u32 = 3;
 
 /// Files sled 0.34 keeps at the top of its directory; a directory holding both is taken for
 /// a sled database.

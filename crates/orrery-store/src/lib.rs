@@ -15,6 +15,7 @@
 //! `docs/storage.md` describes the key spaces, the header and the durability argument.
 
 mod apply;
+mod apply_canary;
 mod apply_providers;
 mod config;
 mod errors;
@@ -49,6 +50,8 @@ pub use log_store::LogStore;
 pub use reader::Changes;
 pub use reader::NamespaceListing;
 pub use reader::StateReader;
+pub use records::CanaryOutcome;
+pub use records::CanaryRecord;
 pub use records::ChangeKind;
 pub use records::ChangeObject;
 pub use records::ChangeRecord;

@@ -1,10 +1,12 @@
 //! Value types stored in the state machine's key spaces (and so in snapshots): namespace
 //! owners, provider connections, modules, the change history and the request table. They
 //! are bincode-encoded: fields are only ever appended, with a format version bump.
+//! (Version 3 made a module's `serving` map each connection to the version it declared and
+//! added its canary rollout.)
 
 use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 
+use orrery_types::cmd::CanaryPolicy;
 use orrery_types::cmd::CmdOutcome;
 use orrery_types::ctype::CType;
 use serde::Deserialize;
@@ -80,7 +82,8 @@ pub struct ModuleRecord {
     pub namespace: String,
     /// Its unqualified name.
     pub name: String,
-    /// Free-text version, from the newest registration serving it.
+    /// Free-text version: the newest registration's, except during a canary rollout, when
+    /// it stays the stable version until the canary is promoted.
     pub version: String,
     /// What it does, from the newest registration serving it.
     pub description: String,
@@ -90,10 +93,49 @@ pub struct ModuleRecord {
     pub output: CType,
     /// Free-form labels, from the newest registration serving it.
     pub tags: BTreeMap<String, String>,
-    /// The ids of the connections serving it; never empty while the module exists.
-    pub serving: BTreeSet<u64>,
+    /// The connections serving it -> the version each declared; never empty while the
+    /// module exists.
+    pub serving: BTreeMap<u64, String>,
     /// The revision at which it appeared.
     pub registered_at: u64,
+    /// The current or last canary rollout of a new version, if there was one.
+    pub canary: Option<CanaryRecord>,
+}
+
+/// Where a canary rollout of one module stands (mirrors `CanaryStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryRecord {
+    /// The version under rollout.
+    pub canary_version: String,
+    /// The version it replaces.
+    pub stable_version: String,
+    /// The policy in force, defaults filled in.
+    pub policy: CanaryPolicy,
+    /// The index into the policy's steps of the current (or last) step.
+    pub step: u32,
+    /// The share of the module's calls the canary takes now, in percent.
+    pub traffic_percent: u32,
+    /// The outcome so far.
+    pub outcome: CanaryOutcome,
+    /// Why it was rolled back or failed; empty otherwise.
+    pub reason: String,
+    /// The revision at which the rollout started.
+    pub started_at: u64,
+    /// The revision of its last step or outcome change.
+    pub changed_at: u64,
+}
+
+/// The outcome of a canary rollout (mirrors `CanaryOutcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CanaryOutcome {
+    /// Taking a growing share of calls.
+    InProgress,
+    /// Healthy through every step: its version is the module's version.
+    Promoted,
+    /// Unhealthy: every call goes to the stable version.
+    RolledBack,
+    /// Every connection serving the canary version went mid-rollout.
+    PartialFailure,
 }
 
 /// One entry of the change history that watchers read (mirrors `WatchEvent`).
@@ -129,6 +171,8 @@ pub enum ChangeKind {
     NamespaceClaimed,
     /// A namespace lost its owner.
     NamespaceReleased,
+    /// A module's canary rollout started, stepped, or reached an outcome.
+    CanaryChanged,
 }
 
 /// The object a [`ChangeRecord`] is about.

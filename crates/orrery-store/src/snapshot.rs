@@ -49,8 +49,9 @@ use crate::type_config::StoredMembership;
 use crate::type_config::TypeConfig;
 
 /// The snapshot format version this build writes and reads.
-/// Version 2 added provider connections, modules and the change history.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Version 2 added provider connections, modules and the change history; version 3 the
+/// per-connection versions and canary rollouts of modules.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 /// The whole replicated state at one log position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

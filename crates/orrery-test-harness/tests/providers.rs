@@ -2,138 +2,39 @@
 //! Execute through every node, expiry after SIGKILL within its TTL, no expiry across a
 //! leader change, a namespace race, a group sharing calls and surviving a member, drain.
 
+mod support;
+
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::Duration;
 use std::time::Instant;
 
 use orrery_proto::pb;
 use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
-use orrery_proto::pb::registry_client::RegistryClient;
 use orrery_test_harness::TestCluster;
 use orrery_types::wire::from_pb;
-use orrery_types::wire::to_pb;
 use orrery_types::CValue;
 use serde_json::Value as Json;
-use tokio::io::AsyncBufReadExt;
-use tokio::io::BufReader;
-use tokio::process::Child;
-use tokio::process::Command;
-use tokio::sync::mpsc;
+use support::execute;
+use support::nodes;
+use support::registry;
+use support::Provider;
 
-/// How long a provider's expected line may take.
-const LINE_WAIT: Duration = Duration::from_secs(20);
-
-/// One `orrery-test-provider` process and its stdout, line by line.
-struct Provider {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<Json>,
-}
-
-impl Provider {
-    fn spawn(nodes: &[String], namespace: &str, extra: &[&str]) -> Provider {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_orrery-test-provider"))
-            .arg("--node")
-            .arg(nodes.join(","))
-            .args(["--namespace", namespace, "--module", "upper:upper"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the test provider starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if let Ok(json) = serde_json::from_str::<Json>(&line) {
-                    let _ = tx.send(json);
-                }
-            }
-        });
-        Provider { child, lines }
-    }
-
-    /// The next line for which `matches` holds (earlier lines are skipped).
-    async fn wait_line(&mut self, what: &str, matches: impl Fn(&Json) -> bool) -> Json {
-        let deadline = tokio::time::Instant::now() + LINE_WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if matches(&line) => return line,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the provider exited before {what}"),
-                Err(_) => panic!("no {what} from the provider within {LINE_WAIT:?}"),
-            }
-        }
-    }
-
-    /// Waits until registered and attached; returns the connection id.
-    async fn wait_attached(&mut self) -> u64 {
-        let committed = self
-            .wait_line("COMMITTED", |l| l["stage"] == "COMMITTED")
-            .await;
-        self.wait_line("attached", |l| l["event"] == "attached")
-            .await;
-        committed["connection_id"]
-            .as_u64()
-            .expect("a connection id")
-    }
-
-    fn sigkill(&mut self) {
-        self.child.start_kill().expect("SIGKILL the provider");
-    }
-}
-
-fn nodes(cluster: &TestCluster) -> Vec<String> {
-    cluster
-        .ids()
-        .into_iter()
-        .map(|id| cluster.addr(id))
-        .collect()
-}
-
-async fn registry(addr: &str) -> RegistryClient<tonic::transport::Channel> {
-    RegistryClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap()
-}
-
-/// Calls `acme.upper` (or `qualified`) with `text` through the node at `addr`. A module
-/// committed a moment ago may be unknown to a node's routes for one replication round, so
-/// MODULE_NOT_FOUND is retried for a short while.
+/// Calls `acme.upper` (or `qualified`) with `text` through the node at `addr`: the output
+/// and the connection that served it, or the call's error.
 async fn upper(
     addr: &str,
     qualified: &str,
     text: &str,
 ) -> Result<(String, u64), pb::ExecutionError> {
-    let mut client = registry(addr).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = client
-            .execute(pb::ExecuteModuleRequest {
-                qualified_name: qualified.into(),
-                input: Some(to_pb(&CValue::String(text.into()))),
-                timeout_ms: 5_000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        match answer.result.unwrap() {
-            pb::execute_module_response::Result::Output(out) => {
-                let CValue::String(s) = from_pb(out).unwrap() else {
-                    panic!("upper answered a non-string")
-                };
-                return Ok((s, answer.connection_id));
-            }
-            pb::execute_module_response::Result::Error(e)
-                if e.code() == pb::ExecutionErrorCode::ModuleNotFound
-                    && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            pb::execute_module_response::Result::Error(e) => return Err(e),
+    let answer = execute(&mut registry(addr).await, qualified, text).await;
+    match answer.result.unwrap() {
+        pb::execute_module_response::Result::Output(out) => {
+            let CValue::String(s) = from_pb(out).unwrap() else {
+                panic!("upper answered a non-string")
+            };
+            Ok((s, answer.connection_id))
         }
+        pb::execute_module_response::Result::Error(e) => Err(e),
     }
 }
 
@@ -188,7 +89,7 @@ async fn a_provider_is_callable_everywhere_and_expires_after_sigkill_within_its_
             .unwrap();
         assert_eq!((out.as_str(), served_by), ("HI", id), "through node {node}");
     }
-    provider.sigkill();
+    provider.child.start_kill().expect("SIGKILL the provider");
     let killed = Instant::now();
     let leader_addr = cluster.addr(leader);
     while registered(&leader_addr, id).await {
@@ -312,7 +213,7 @@ async fn a_group_shares_calls_and_survives_losing_a_member() {
         served.insert(by);
     }
     assert_eq!(served, HashSet::from([ida, idb]));
-    a.sigkill();
+    a.child.start_kill().expect("SIGKILL the provider");
     let _ = a.child.wait().await;
     for i in 0..10 {
         let (out, by) = upper(&addr, "shared.upper", &format!("y{i}"))

@@ -99,6 +99,18 @@ pub enum Cmd {
         /// Why, e.g. `operator`.
         reason: String,
     },
+    /// Register one provider connection as [`Cmd::RegisterConnection`] does; a module whose
+    /// declared version differs from the version its group serves (same types) starts a
+    /// canary rollout under `policy`.
+    RegisterCanary {
+        /// The registration.
+        registration: Registration,
+        /// The rollout policy, defaults filled in by the node.
+        policy: CanaryPolicy,
+    },
+    /// The leader's verdict on one step of a canary rollout. Names the module, the canary
+    /// version and the step it judged, so a stale or repeated verdict changes nothing.
+    JudgeCanary(CanaryJudgement),
 }
 
 /// A connection and the generation a command about it refers to.
@@ -217,6 +229,12 @@ pub enum CmdOutcome {
         /// The revision after the change.
         revision: u64,
     },
+    /// A [`Cmd::JudgeCanary`] verdict took effect: the rollout stepped up, was promoted or
+    /// was rolled back.
+    CanaryJudged {
+        /// The revision this change produced.
+        revision: u64,
+    },
 }
 
 /// Why apply refused a command. Every rejection leaves the state untouched.
@@ -273,5 +291,107 @@ pub enum Rejection {
         connection_id: u64,
         /// The generation named.
         generation: u64,
+    },
+    /// A registration declares a third version of a module while a canary rollout of it is
+    /// in progress: only the stable and the canary version may join until it ends.
+    #[error("{path}: {reason}")]
+    CanaryVersionConflict {
+        /// Which module's version, e.g. `modules[0].version`.
+        path: String,
+        /// The versions involved, for a human.
+        reason: String,
+    },
+    /// A canary verdict about a rollout, version or step that is not the current one.
+    #[error("stale canary verdict: {reason}")]
+    StaleCanaryJudgement {
+        /// What no longer matches, for a human.
+        reason: String,
+    },
+    /// A canary policy breaks the rules of [`CanaryPolicy::check`].
+    #[error("invalid canary policy: {reason}")]
+    InvalidCanaryPolicy {
+        /// Which rule was broken, for a human.
+        reason: String,
+    },
+}
+
+/// How a canary version of a module takes traffic (the node fills in the defaults of
+/// `CanaryPolicy` in `provider.proto`). Integers only, so apply compares exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryPolicy {
+    /// The canary's share of the module's calls at each step, in percent: increasing, each
+    /// 1-100.
+    pub steps_percent: Vec<u32>,
+    /// How long each step is observed, in milliseconds (at least 1).
+    pub observation_window_ms: u64,
+    /// The lowest acceptable share of successful calls in a window, in parts per million.
+    pub min_success_ppm: u32,
+    /// The highest acceptable p99 latency in a window, in milliseconds; 0: no bound.
+    pub max_latency_ms: u64,
+    /// The fewest calls a window must see before it is judged (at least 1).
+    pub min_calls_per_window: u32,
+}
+
+/// The most steps a canary policy may have.
+pub const MAX_CANARY_STEPS: usize = 100;
+
+impl CanaryPolicy {
+    /// Checks the rules: 1 to [`MAX_CANARY_STEPS`] steps, strictly increasing, each 1-100;
+    /// a window and a minimum call count of at least 1; a success ratio of at most one
+    /// million parts per million.
+    pub fn check(&self) -> Result<(), String> {
+        let steps = &self.steps_percent;
+        if steps.is_empty() || steps.len() > MAX_CANARY_STEPS {
+            return Err(format!(
+                "1 to {MAX_CANARY_STEPS} steps are allowed, not {}",
+                steps.len()
+            ));
+        }
+        if let Some(bad) = steps.iter().find(|p| !(1..=100).contains(*p)) {
+            return Err(format!("step {bad}% is not within 1-100"));
+        }
+        if steps.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("steps {steps:?} do not increase"));
+        }
+        if self.observation_window_ms == 0 {
+            return Err("the observation window must be at least 1 ms".into());
+        }
+        if self.min_calls_per_window == 0 {
+            return Err("a window must need at least 1 call".into());
+        }
+        if self.min_success_ppm > 1_000_000 {
+            return Err(format!(
+                "min success {} ppm is above 1000000",
+                self.min_success_ppm
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The leader's verdict on one step of one canary rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryJudgement {
+    /// The module's namespace.
+    pub namespace: String,
+    /// The module name.
+    pub module: String,
+    /// The canary version judged.
+    pub canary_version: String,
+    /// The step judged (an index into the policy's steps).
+    pub step: u32,
+    /// What the window showed.
+    pub verdict: CanaryVerdict,
+}
+
+/// What one observation window of a canary step showed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CanaryVerdict {
+    /// Healthy: take the next step, or promote after the last.
+    Healthy,
+    /// Unhealthy: roll back.
+    Unhealthy {
+        /// Why, for a human (ratio or latency against the policy).
+        reason: String,
     },
 }

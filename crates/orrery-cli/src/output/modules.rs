@@ -66,6 +66,10 @@ pub struct CanaryView {
     pub stable_version: String,
     /// `IN_PROGRESS`, `PROMOTED`, `ROLLED_BACK`, `PARTIAL_FAILURE`.
     pub outcome: String,
+    /// The current (or last) step, an index into `steps_percent`.
+    pub step: u32,
+    /// The policy's steps: the canary's share of calls at each, in percent.
+    pub steps_percent: Vec<u32>,
     /// The share of calls it takes, in percent.
     pub traffic_percent: u32,
     /// Why it was rolled back or failed; empty otherwise.
@@ -138,6 +142,12 @@ impl ModuleView {
                         .strip_prefix("CANARY_OUTCOME_")
                         .unwrap_or(outcome)
                         .to_string(),
+                    step: c.step,
+                    steps_percent: c
+                        .policy
+                        .as_ref()
+                        .map(|p| p.steps_percent.clone())
+                        .unwrap_or_default(),
                     traffic_percent: c.traffic_percent,
                     reason: c.reason.clone(),
                 }
@@ -172,22 +182,33 @@ impl From<&pb::ListModulesResponse> for ModuleList {
     }
 }
 
+impl CanaryView {
+    /// One line: versions, outcome, step, traffic share and reason, e.g. `1.3.0 replacing
+    /// 1.2.0, IN_PROGRESS at step 2/4 (25% of calls)`.
+    fn line(&self) -> String {
+        let reason = if self.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", self.reason)
+        };
+        format!(
+            "{} replacing {}, {} at step {}/{} ({}% of calls){reason}",
+            self.canary_version,
+            self.stable_version,
+            self.outcome,
+            self.step + 1,
+            self.steps_percent.len(),
+            self.traffic_percent
+        )
+    }
+}
+
 impl Render for ModuleView {
     fn table(&self) -> String {
-        let canary = self.canary.as_ref().map_or_else(
-            || "-".to_string(),
-            |c| {
-                let reason = if c.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", c.reason)
-                };
-                format!(
-                    "{} replacing {}, {} at {}%{reason}",
-                    c.canary_version, c.stable_version, c.outcome, c.traffic_percent
-                )
-            },
-        );
+        let canary = self
+            .canary
+            .as_ref()
+            .map_or_else(|| "-".to_string(), CanaryView::line);
         let mut out = key_values(&[
             ("module", self.qualified_name.clone()),
             ("version", self.version.clone()),
@@ -256,5 +277,44 @@ impl Render for ModuleList {
 impl Render for ExecView {
     fn table(&self) -> String {
         format!("{}\n", self.output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Steps: render a module rolled back at its first step. Expect the canary line with
+    /// the versions, outcome, step, share and reason, and the step in JSON.
+    #[test]
+    fn a_rollout_is_shown_with_its_step_and_reason() {
+        let info = pb::ModuleInfo {
+            qualified_name: "acme.upper".into(),
+            version: "1.2.0".into(),
+            canary: Some(pb::CanaryStatus {
+                canary_version: "1.3.0".into(),
+                stable_version: "1.2.0".into(),
+                outcome: pb::CanaryOutcome::RolledBack as i32,
+                step: 0,
+                traffic_percent: 0,
+                policy: Some(pb::CanaryPolicy {
+                    steps_percent: vec![10, 50, 100],
+                    ..Default::default()
+                }),
+                reason: "success ratio 0.700 below 0.950".into(),
+            }),
+            ..Default::default()
+        };
+        let view = ModuleView::new(&info, None);
+        let text = view.table();
+        assert!(
+            text.contains(
+                "canary             1.3.0 replacing 1.2.0, ROLLED_BACK at step 1/3 (0% of calls): success ratio 0.700 below 0.950"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["canary"]["step"], 0);
+        assert_eq!(json["canary"]["outcome"], "ROLLED_BACK");
     }
 }

@@ -15,11 +15,13 @@ use futures::StreamExt;
 use orrery_proto::pb;
 use orrery_proto::pb::provider_service_server::ProviderService;
 use orrery_store::ConnectionState;
+use orrery_types::cmd::CanaryPolicy;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
 use orrery_types::cmd::ConnectionRef;
 use orrery_types::cmd::ModuleSpec;
 use orrery_types::cmd::Registration;
+use orrery_types::cmd::Rejection;
 use orrery_types::limits;
 use orrery_types::names::check_version;
 use orrery_types::names::Endpoint;
@@ -49,6 +51,14 @@ const MIN_LEASE_TTL_MS: u64 = 1_000;
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// The health service name executors report on.
 const EXECUTOR_SERVICE: &str = "orrery.v1.ModuleExecutor";
+/// A canary policy's steps when it names none, in percent.
+const DEFAULT_CANARY_STEPS: [u32; 3] = [10, 50, 100];
+/// A canary policy's observation window when it names none.
+const DEFAULT_CANARY_WINDOW_MS: u64 = 10_000;
+/// A canary policy's minimum success ratio when it names none.
+const DEFAULT_CANARY_MIN_SUCCESS_RATIO: f64 = 0.95;
+/// A canary policy's minimum calls per window when it names none.
+const DEFAULT_CANARY_MIN_CALLS: u32 = 20;
 
 /// The provider-facing gRPC service of a node.
 pub(crate) struct ProviderApi {
@@ -147,12 +157,10 @@ impl ProviderService for ProviderApi {
             .map_err(|e| self.status(&ApiError::Internal(e.to_string())))?
             .filter(|r| r.generation == connection.generation)
             .ok_or_else(|| {
-                self.status(&ApiError::Rejected(
-                    orrery_types::cmd::Rejection::UnknownConnection {
-                        connection_id: connection.connection_id,
-                        generation: connection.generation,
-                    },
-                ))
+                self.status(&ApiError::Rejected(Rejection::UnknownConnection {
+                    connection_id: connection.connection_id,
+                    generation: connection.generation,
+                }))
             })?;
         self.core.leases.heartbeat(connection);
         let (replies, stream) = mpsc::channel(16);
@@ -187,7 +195,12 @@ async fn control_loop(
     replies: mpsc::Sender<Result<pb::ControlReply, Status>>,
 ) {
     let mut drain_sent = false;
-    while let Some(message) = incoming.next().await {
+    loop {
+        let message = tokio::select! {
+            _ = core.stop.cancelled() => break,
+            message = incoming.next() => message,
+        };
+        let Some(message) = message else { break };
         let Ok(message) = message else { break };
         let reply = match message.body {
             Some(pb::control_message::Body::Heartbeat(beat)) => {
@@ -274,6 +287,13 @@ async fn register(
         return;
     }
     let request_id = request.request_id.clone();
+    let canary = match request.canary.as_ref().map(canary_policy).transpose() {
+        Ok(canary) => canary,
+        Err(error) => {
+            send(failed(&core, &error, "canary".into())).await;
+            return;
+        }
+    };
     let registration = match validate(request) {
         Ok(registration) => registration,
         Err((error, path)) => {
@@ -299,9 +319,14 @@ async fn register(
     }
     let lease_ttl_ms = registration.lease_ttl_ms;
     let heartbeat_interval_ms = registration.heartbeat_interval_ms;
-    let outcome = core
-        .write_cmd(request_id, Cmd::RegisterConnection(registration))
-        .await;
+    let cmd = match canary {
+        Some(policy) => Cmd::RegisterCanary {
+            registration,
+            policy,
+        },
+        None => Cmd::RegisterConnection(registration),
+    };
+    let outcome = core.write_cmd(request_id, cmd).await;
     match outcome {
         Ok(CmdOutcome::Registered {
             connection_id,
@@ -334,9 +359,11 @@ async fn register(
         }
         Err(error) => {
             let path = match &error {
-                ApiError::Rejected(orrery_types::cmd::Rejection::SchemaMismatch {
-                    path, ..
-                }) => path.clone(),
+                ApiError::Rejected(
+                    Rejection::SchemaMismatch { path, .. }
+                    | Rejection::CanaryVersionConflict { path, .. },
+                ) => path.clone(),
+                ApiError::Rejected(Rejection::InvalidCanaryPolicy { .. }) => "canary".into(),
                 _ => String::new(),
             };
             send(failed(&core, &error, path)).await;
@@ -480,6 +507,40 @@ fn validate(r: pb::RegisterRequest) -> Result<Registration, Invalid> {
         lease_ttl_ms,
         heartbeat_interval_ms: lease_ttl_ms / HEARTBEATS_PER_TTL,
     })
+}
+
+/// The canary policy asked for, defaults filled in (see `CanaryPolicy` in
+/// `provider.proto`), checked by [`CanaryPolicy::check`].
+fn canary_policy(asked: &pb::CanaryPolicy) -> Result<CanaryPolicy, ApiError> {
+    let invalid = |reason: String| ApiError::Rejected(Rejection::InvalidCanaryPolicy { reason });
+    let ratio = match asked.min_success_ratio {
+        0.0 => DEFAULT_CANARY_MIN_SUCCESS_RATIO,
+        r if (0.0..=1.0).contains(&r) => r,
+        r => {
+            return Err(invalid(format!(
+                "min_success_ratio {r} is not within 0.0-1.0"
+            )))
+        }
+    };
+    let policy = CanaryPolicy {
+        steps_percent: if asked.steps_percent.is_empty() {
+            DEFAULT_CANARY_STEPS.to_vec()
+        } else {
+            asked.steps_percent.clone()
+        },
+        observation_window_ms: match asked.observation_window_ms {
+            0 => DEFAULT_CANARY_WINDOW_MS,
+            ms => ms,
+        },
+        min_success_ppm: (ratio * 1e6).round() as u32,
+        max_latency_ms: asked.max_latency_ms,
+        min_calls_per_window: match asked.min_calls_per_window {
+            0 => DEFAULT_CANARY_MIN_CALLS,
+            n => n,
+        },
+    };
+    policy.check().map_err(invalid)?;
+    Ok(policy)
 }
 
 fn check_labels<'a>(

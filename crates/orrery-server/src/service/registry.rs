@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use orrery_proto::pb;
 use orrery_proto::pb::registry_server::Registry;
+use orrery_store::CanaryOutcome;
+use orrery_store::CanaryRecord;
 use orrery_store::ConnectionRecord;
 use orrery_store::ConnectionState;
 use orrery_store::ModuleRecord;
@@ -252,12 +254,14 @@ pub(crate) fn module_info(
     let serving = m
         .serving
         .iter()
-        .filter_map(|id| connections.iter().find(|(c, _)| c == id))
-        .map(|(id, c)| pb::ServingConnection {
-            connection_id: *id,
-            executor_endpoint: c.executor_endpoint.clone(),
-            state: state_of(&c.state) as i32,
-            version: m.version.clone(),
+        .filter_map(|(id, version)| {
+            let (_, c) = connections.iter().find(|(c, _)| c == id)?;
+            Some(pb::ServingConnection {
+                connection_id: *id,
+                executor_endpoint: c.executor_endpoint.clone(),
+                state: state_of(&c.state) as i32,
+                version: version.clone(),
+            })
         })
         .collect();
     pb::ModuleInfo {
@@ -269,10 +273,35 @@ pub(crate) fn module_info(
         input_type: Some(to_schema(&m.input)),
         output_type: Some(to_schema(&m.output)),
         serving,
-        canary: None,
+        canary: m.canary.as_ref().map(canary_status),
         created_revision: m.registered_at,
         modified_revision: m.registered_at,
         tags: m.tags.clone().into_iter().collect(),
+    }
+}
+
+/// A canary rollout as the protocol shows it.
+fn canary_status(c: &CanaryRecord) -> pb::CanaryStatus {
+    let outcome = match c.outcome {
+        CanaryOutcome::InProgress => pb::CanaryOutcome::InProgress,
+        CanaryOutcome::Promoted => pb::CanaryOutcome::Promoted,
+        CanaryOutcome::RolledBack => pb::CanaryOutcome::RolledBack,
+        CanaryOutcome::PartialFailure => pb::CanaryOutcome::PartialFailure,
+    };
+    pb::CanaryStatus {
+        canary_version: c.canary_version.clone(),
+        stable_version: c.stable_version.clone(),
+        outcome: outcome as i32,
+        step: c.step,
+        traffic_percent: c.traffic_percent,
+        policy: Some(pb::CanaryPolicy {
+            steps_percent: c.policy.steps_percent.clone(),
+            observation_window_ms: c.policy.observation_window_ms,
+            min_success_ratio: f64::from(c.policy.min_success_ppm) / 1e6,
+            max_latency_ms: c.policy.max_latency_ms,
+            min_calls_per_window: c.policy.min_calls_per_window,
+        }),
+        reason: c.reason.clone(),
     }
 }
 

@@ -89,6 +89,7 @@ pub(crate) async fn run_watch(core: Arc<NodeCore>, request: pb::WatchRequest, ou
         };
         tokio::select! {
             _ = out.closed() => return,
+            _ = core.stop.cancelled() => return,
             changed = wait => match changed {
                 Some(Ok(())) => {}
                 Some(Err(_)) => return,
@@ -132,6 +133,7 @@ fn change_kind(kind: &ChangeKind) -> pb::ChangeKind {
         ChangeKind::ConnectionRemoved => pb::ChangeKind::ConnectionRemoved,
         ChangeKind::NamespaceClaimed => pb::ChangeKind::NamespaceClaimed,
         ChangeKind::NamespaceReleased => pb::ChangeKind::NamespaceReleased,
+        ChangeKind::CanaryChanged => pb::ChangeKind::CanaryChanged,
     }
 }
 

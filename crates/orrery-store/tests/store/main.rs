@@ -3,6 +3,7 @@
 //! durability across reopen and process crash.
 
 mod apply;
+mod canary;
 mod durability;
 mod open_errors;
 mod providers;

@@ -72,7 +72,7 @@ fn new_store_gets_a_header_and_reopens() {
     assert_eq!(format, bincode::serialize(STORE_FORMAT).unwrap());
     let version = raw_header(&path, "version").expect("version");
     assert_eq!(version, bincode::serialize(&STORE_VERSION).unwrap());
-    assert_eq!(STORE_VERSION, 2);
+    assert_eq!(STORE_VERSION, 3);
     try_open(&path).expect("reopen");
 }
 
@@ -148,19 +148,19 @@ fn empty_sled_database_is_refused() {
     );
 }
 
-/// Steps: set the header version to 3 (newer) with sled, then to 1 (before provider
-/// connections, not migrated); open each time; expect `UnsupportedVersion` with the found
-/// version and supported 2.
+/// Steps: set the header version to 4 (newer) with sled, then to 2 (before canary rollouts)
+/// and 1 (before provider connections), neither migrated; open each time; expect
+/// `UnsupportedVersion` with the found version and supported 3.
 #[test]
 fn other_versions_are_refused() {
     let (_dir, path) = created_store();
-    for version in [3u32, 1] {
+    for version in [4u32, 2, 1] {
         set_raw_header(&path, "version", bincode::serialize(&version).unwrap());
         match try_open(&path) {
             Err(OpenError::UnsupportedVersion {
                 found, supported, ..
             }) => {
-                assert_eq!((found, supported), (version, 2));
+                assert_eq!((found, supported), (version, 3));
             }
             other => panic!("expected UnsupportedVersion, got {other:?}"),
         }

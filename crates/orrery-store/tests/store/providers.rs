@@ -2,8 +2,6 @@
 //! agreement, deregistering, expiring and draining, the change history and its trimming,
 //! and deduplication of a retried registration.
 
-use std::collections::BTreeSet;
-
 use orrery_store::ChangeKind;
 use orrery_store::ChangeObject;
 use orrery_store::Changes;
@@ -22,6 +20,7 @@ use crate::support::drain;
 use crate::support::module;
 use crate::support::register;
 use crate::support::reserve;
+use crate::support::served;
 use crate::support::string_to_int;
 use crate::support::TestNode;
 
@@ -65,10 +64,10 @@ async fn group_members_share_modules() {
     };
     assert_eq!(node.reader.get_namespace("acme").unwrap(), Some(owner));
     let m = node.reader.module("acme", "m").unwrap().expect("m");
-    assert_eq!(m.serving, BTreeSet::from([1, 2]));
+    assert_eq!(m.serving, served(&[(1, "1"), (2, "2")]));
     assert_eq!((m.version.as_str(), m.registered_at), ("2", 1));
     let n = node.reader.module("acme", "n").unwrap().expect("n");
-    assert_eq!(n.serving, BTreeSet::from([1]));
+    assert_eq!(n.serving, served(&[(1, "1")]));
     let names: Vec<_> = node
         .reader
         .modules()
@@ -251,7 +250,7 @@ async fn last_member_removal_releases_unless_operator_reserved() {
     assert_eq!(outcome, expected);
     assert_eq!(node.reader.connection(1).unwrap(), None);
     let m = node.reader.module("acme", "m").unwrap().expect("m");
-    assert_eq!(m.serving, BTreeSet::from([2]));
+    assert_eq!(m.serving, served(&[(2, "1")]));
     assert!(node.reader.get_namespace("acme").unwrap().is_some());
 
     let outcome = node.apply(None, deregister(2, 2)).await;
@@ -413,7 +412,7 @@ async fn change_history_records_every_change_in_order() {
 
     let changes = node.changes_after(1);
     match &changes[0].object {
-        ChangeObject::Module(m) => assert_eq!(m.serving, BTreeSet::from([1])),
+        ChangeObject::Module(m) => assert_eq!(m.serving, served(&[(1, "1")])),
         other => panic!("expected a module, got {other:?}"),
     }
     match node.reader.changes_after(0, 3).unwrap() {

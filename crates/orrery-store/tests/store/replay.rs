@@ -98,7 +98,8 @@ fn reported_revision(outcome: &CmdOutcome) -> Option<u64> {
         | CmdOutcome::Registered { revision, .. }
         | CmdOutcome::Deregistered { revision, .. }
         | CmdOutcome::Expired { revision, .. }
-        | CmdOutcome::Draining { revision } => Some(*revision),
+        | CmdOutcome::Draining { revision }
+        | CmdOutcome::CanaryJudged { revision } => Some(*revision),
         CmdOutcome::AlreadyReserved { .. } | CmdOutcome::Rejected(_) => None,
         // The replay log proposes no batches; their outcomes are checked in apply.rs.
         CmdOutcome::Batch { .. } => None,

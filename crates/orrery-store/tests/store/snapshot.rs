@@ -26,18 +26,9 @@ async fn install_replaces_the_whole_state() {
     let mut a = TestNode::new();
     a.apply(None, reserve("a", "g1")).await;
     a.apply(Some(("c", 1)), reserve("b", "g1")).await;
-    let snapshot =
-        a.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-
     let mut b = TestNode::new();
     b.apply(None, reserve("c", "g2")).await;
-    b.sm.install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
-        .await
-        .unwrap();
+    let snapshot = b.install_snapshot_of(&mut a).await;
 
     assert_eq!(b.state().await, a.state().await);
     assert_eq!(b.reader.get_namespace("c").unwrap(), None);
@@ -78,19 +69,10 @@ async fn snapshot_carries_connections_modules_and_history() {
         .await;
     a.apply(None, drain(2, 2, 500, "operator")).await;
     a.apply(None, deregister(3, 3)).await;
-    let snapshot =
-        a.sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-
     let mut b = TestNode::new();
     b.apply(None, register("other", None, vec![string_to_int("y")]))
         .await;
-    b.sm.install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
-        .await
-        .unwrap();
+    b.install_snapshot_of(&mut a).await;
     assert_eq!(b.providers().await, a.providers().await);
     assert_eq!(b.reader.connections().unwrap().len(), 2);
     assert_eq!(b.changes_after(0).len(), a.changes_after(0).len());
@@ -159,13 +141,7 @@ async fn snapshots_are_consistent_while_apply_runs() {
 async fn current_snapshot_survives_restart() {
     let mut node = TestNode::new();
     node.apply(None, reserve("acme", "g1")).await;
-    let built = node
-        .sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = node.build_snapshot().await;
     let state = node.state().await;
     let TestNode {
         dir,

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use openraft::storage::RaftStateMachine;
+use openraft::storage::Snapshot;
 use openraft::CommittedLeaderId;
 use openraft::EntryPayload;
+use openraft::RaftSnapshotBuilder;
 use orrery_store::Changes;
 use orrery_store::ConnectionRecord;
 use orrery_store::LogEntry;
@@ -17,6 +19,7 @@ use orrery_store::StateMachineStore;
 use orrery_store::StateReader;
 use orrery_store::Store;
 use orrery_store::StoreConfig;
+use orrery_store::TypeConfig;
 use orrery_types::cmd::ClientRequestId;
 use orrery_types::cmd::Cmd;
 use orrery_types::cmd::CmdOutcome;
@@ -100,6 +103,11 @@ pub fn register(namespace: &str, group: Option<&str>, modules: Vec<ModuleSpec>) 
     })
 }
 
+/// A module's serving map: connection id -> declared version.
+pub fn served(pairs: &[(u64, &str)]) -> BTreeMap<u64, String> {
+    pairs.iter().map(|(id, v)| (*id, v.to_string())).collect()
+}
+
 /// Connection `connection_id` at `generation`.
 pub fn conn(connection_id: u64, generation: u64) -> ConnectionRef {
     ConnectionRef {
@@ -156,6 +164,26 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// Builds a snapshot of the current state.
+    pub async fn build_snapshot(&mut self) -> Snapshot<TypeConfig> {
+        self.sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap()
+    }
+
+    /// Builds a snapshot of `from` and installs it here; the snapshot.
+    pub async fn install_snapshot_of(&mut self, from: &mut TestNode) -> Snapshot<TypeConfig> {
+        let snapshot = from.build_snapshot().await;
+        self.sm
+            .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+            .await
+            .unwrap();
+        snapshot
+    }
+
     /// A new empty store.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,6 +1,6 @@
 //! The executor side of the test provider: the built-in module kinds, the behaviours
-//! (answer, hang, fail), the in-flight count, and the server that hosts `ModuleExecutor`
-//! next to `grpc.health.v1.Health`.
+//! (answer, hang, fail, fail a share), the in-flight count, and the server that hosts
+//! `ModuleExecutor` next to `grpc.health.v1.Health`.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -81,6 +81,9 @@ impl FromStr for ModuleKind {
     }
 }
 
+/// The version of a module declared without one.
+pub const DEFAULT_VERSION: &str = "1.0.0";
+
 /// A module the provider declares: `NAME:KIND` or `NAME:KIND:VERSION` on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclaredModule {
@@ -88,14 +91,13 @@ pub struct DeclaredModule {
     pub name: String,
     /// What it computes.
     pub kind: ModuleKind,
-    /// Its version; `1.0.0` unless given.
+    /// Its version; [`DEFAULT_VERSION`] unless given.
     pub version: String,
 }
 
-impl FromStr for DeclaredModule {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+impl DeclaredModule {
+    /// Parses `NAME:KIND[:VERSION]`, taking `default_version` when VERSION is absent.
+    pub fn parse(s: &str, default_version: &str) -> Result<Self, String> {
         let mut parts = s.splitn(3, ':');
         let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
             return Err(format!("{s:?} is not NAME:KIND[:VERSION]"));
@@ -103,8 +105,16 @@ impl FromStr for DeclaredModule {
         Ok(DeclaredModule {
             name: name.to_string(),
             kind: kind.parse()?,
-            version: parts.next().unwrap_or("1.0.0").to_string(),
+            version: parts.next().unwrap_or(default_version).to_string(),
         })
+    }
+}
+
+impl FromStr for DeclaredModule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeclaredModule::parse(s, DEFAULT_VERSION)
     }
 }
 
@@ -117,6 +127,27 @@ pub enum Behaviour {
     Hang,
     /// Answers `ExecutionError` RUNTIME_ERROR "failing on purpose".
     Fail,
+    /// Fails `per_mille` of every 1000 calls of a module, spread evenly and
+    /// deterministically (call n fails when it takes the running count of failures up a
+    /// step), and answers the others.
+    FailShare {
+        /// The share of calls that fail, in thousandths.
+        per_mille: u32,
+    },
+}
+
+impl Behaviour {
+    /// Whether the `count`-th call (from 1) of a module fails.
+    fn fails(self, count: u64) -> bool {
+        match self {
+            Behaviour::Fail => true,
+            Behaviour::FailShare { per_mille } => {
+                let share = u64::from(per_mille.min(1000));
+                count * share / 1000 > (count - 1) * share / 1000
+            }
+            Behaviour::Answer | Behaviour::Hang => false,
+        }
+    }
 }
 
 /// The `ModuleExecutor` service of the test provider.
@@ -174,7 +205,8 @@ impl Executor {
         }
     }
 
-    fn count(&self, module: &str) {
+    /// Counts a call of `module` and reports it; the call's number, from 1.
+    fn count(&self, module: &str) -> u64 {
         let count = {
             let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
             let count = counts.entry(module.to_string()).or_default();
@@ -184,6 +216,7 @@ impl Executor {
         let _ = self
             .events
             .send(json!({"event": "executed", "module": module, "count": count}));
+        count
     }
 }
 
@@ -211,14 +244,16 @@ impl ModuleExecutor for Executor {
     ) -> Result<tonic::Response<pb::ExecuteResponse>, tonic::Status> {
         let _in_flight = InFlight::enter(&self.in_flight);
         let request = request.into_inner();
-        self.count(&request.module);
+        let count = self.count(&request.module);
         let result = match self.behaviour {
-            Behaviour::Answer => self.answer(request),
             Behaviour::Hang => std::future::pending().await,
-            Behaviour::Fail => pb::execute_response::Result::Error(pb::ExecutionError {
-                code: ExecutionErrorCode::RuntimeError as i32,
-                message: "failing on purpose".to_string(),
-            }),
+            behaviour if behaviour.fails(count) => {
+                pb::execute_response::Result::Error(pb::ExecutionError {
+                    code: ExecutionErrorCode::RuntimeError as i32,
+                    message: "failing on purpose".to_string(),
+                })
+            }
+            _ => self.answer(request),
         };
         Ok(tonic::Response::new(pb::ExecuteResponse {
             result: Some(result),

@@ -44,6 +44,8 @@ pub struct SessionConfig {
     pub client_id: String,
     /// Whether to heartbeat on the control stream.
     pub heartbeat: bool,
+    /// The canary policy to register with; `None`: none.
+    pub canary: Option<pb::CanaryPolicy>,
 }
 
 /// Why a session ended other than by a drain or a shutdown.
@@ -183,6 +185,7 @@ impl Session {
                 })
                 .collect(),
             lease_ttl_ms: self.config.lease_ttl_ms,
+            canary: self.config.canary.clone(),
             ..Default::default()
         };
         let mut failures = Vec::new();

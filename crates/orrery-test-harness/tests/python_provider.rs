@@ -11,22 +11,22 @@ use std::time::Instant;
 
 use orrery_proto::pb;
 use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
-use orrery_proto::pb::registry_client::RegistryClient;
 use orrery_test_harness::TestCluster;
 use orrery_types::schema::to_ctype;
 use orrery_types::wire::from_pb;
-use orrery_types::wire::to_pb;
 use orrery_types::CType;
 use orrery_types::CValue;
 use serde_json::Value as Json;
-use tokio::io::AsyncBufReadExt;
-use tokio::io::BufReader;
+use support::JsonLines;
 use tokio::process::Child;
 use tokio::process::Command;
-use tokio::sync::mpsc;
 
-/// How long an expected event of the provider may take (Python starts slower than Rust).
-const EVENT_WAIT: Duration = Duration::from_secs(30);
+// Shared with the other provider-process tests; this one does not spawn the Rust provider.
+#[allow(dead_code)]
+mod support;
+
+/// How long the provider may take to exit after deregistering, and a node to stop.
+const EXIT_WAIT: Duration = Duration::from_secs(30);
 /// The lease TTL the provider asks for, in milliseconds.
 const LEASE_TTL_MS: u64 = 2_000;
 /// The namespace the provider registers.
@@ -64,7 +64,7 @@ fn python_with_stubs() -> PathBuf {
 /// One `provider.py` process and the JSON events it prints, one per line.
 struct PythonProvider {
     child: Child,
-    events: mpsc::UnboundedReceiver<Json>,
+    events: JsonLines,
 }
 
 impl PythonProvider {
@@ -79,32 +79,16 @@ impl PythonProvider {
             .kill_on_drop(true)
             .spawn()
             .expect("provider.py starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let event = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("provider.py printed {line:?}, not JSON: {e}"));
-                if sender.send(event).is_err() {
-                    break;
-                }
-            }
-        });
+        let events = JsonLines::read(&mut child);
         PythonProvider { child, events }
     }
 
     /// The next event named `name` for which `matches` holds; other events are skipped.
     async fn event(&mut self, name: &str, matches: impl Fn(&Json) -> bool) -> Json {
-        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if event["event"] == name && matches(&event) => return event,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("provider.py exited before a {name:?} event"),
-                Err(_) => panic!("no {name:?} event from provider.py within {EVENT_WAIT:?}"),
-            }
-        }
+        let what = format!("a {name:?} event of provider.py");
+        self.events
+            .wait_line(&what, |event| event["event"] == name && matches(event))
+            .await
     }
 
     /// Waits for the registration and the first attach; returns the connection id and the
@@ -146,7 +130,7 @@ impl PythonProvider {
             .collect();
         declared.sort_unstable();
         assert_eq!(removed, declared);
-        let status = tokio::time::timeout(EVENT_WAIT, self.child.wait())
+        let status = tokio::time::timeout(EXIT_WAIT, self.child.wait())
             .await
             .expect("provider.py exits after deregistering")
             .expect("wait for provider.py");
@@ -169,7 +153,7 @@ struct Setup {
 impl Setup {
     async fn start() -> Setup {
         let cluster = TestCluster::start(&[1, 2, 3]).await;
-        let nodes = node_addrs(&cluster);
+        let nodes = support::nodes(&cluster);
         let mut provider = PythonProvider::spawn(&nodes);
         let (connection, attached_to) = provider.registered_and_attached().await;
         Setup {
@@ -182,20 +166,6 @@ impl Setup {
     }
 }
 
-fn node_addrs(cluster: &TestCluster) -> Vec<String> {
-    cluster
-        .ids()
-        .into_iter()
-        .map(|id| cluster.addr(id))
-        .collect()
-}
-
-async fn registry(addr: &str) -> RegistryClient<tonic::transport::Channel> {
-    RegistryClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
-}
-
 /// Calls `py.<module>` with `input` through the node at `addr`; answers the output and the
 /// connection that served it. A module committed a moment ago may be unknown to a
 /// follower's routes for one replication round, so MODULE_NOT_FOUND is retried briefly.
@@ -204,32 +174,15 @@ async fn execute(
     module: &str,
     input: CValue,
 ) -> Result<(CValue, u64), pb::ExecutionError> {
-    let mut client = registry(addr).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let answer = client
-            .execute(pb::ExecuteModuleRequest {
-                qualified_name: format!("{NAMESPACE}.{module}"),
-                input: Some(to_pb(&input)),
-                timeout_ms: 5_000,
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|s| panic!("Execute {module} through {addr}: {s}"))
-            .into_inner();
-        match answer.result.expect("a result") {
-            pb::execute_module_response::Result::Output(output) => {
-                let output = from_pb(output).expect("a well-formed output value");
-                return Ok((output, answer.connection_id));
-            }
-            pb::execute_module_response::Result::Error(e)
-                if e.code() == pb::ExecutionErrorCode::ModuleNotFound
-                    && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            pb::execute_module_response::Result::Error(e) => return Err(e),
+    let mut client = support::registry(addr).await;
+    let qualified = format!("{NAMESPACE}.{module}");
+    let answer = support::execute_value(&mut client, &qualified, input).await;
+    match answer.result.expect("a result") {
+        pb::execute_module_response::Result::Output(output) => {
+            let output = from_pb(output).expect("a well-formed output value");
+            Ok((output, answer.connection_id))
         }
+        pb::execute_module_response::Result::Error(e) => Err(e),
     }
 }
 
@@ -333,7 +286,7 @@ fn declared_types() -> Vec<(&'static str, CType, CType)> {
 
 /// The module `py.<name>` as the node at `addr` reads it linearizably; `None` when gone.
 async fn module_info(addr: &str, name: &str) -> Option<pb::ModuleInfo> {
-    let answer = registry(addr)
+    let answer = support::registry(addr)
         .await
         .get_module(pb::GetModuleRequest {
             qualified_name: format!("{NAMESPACE}.{name}"),
@@ -427,7 +380,7 @@ async fn the_python_provider_reattaches_elsewhere_when_its_node_is_killed() {
     } = Setup::start().await;
 
     // A node stops once its streams end: the provider must leave on the node's GOAWAY.
-    tokio::time::timeout(EVENT_WAIT, cluster.kill(first_node))
+    tokio::time::timeout(EXIT_WAIT, cluster.kill(first_node))
         .await
         .expect("the killed node stops: the provider left its control stream");
     provider
@@ -493,7 +446,7 @@ async fn the_python_provider_deregisters_when_drained() {
     );
     setup.provider.expect_deregistration().await;
     for addr in &setup.nodes {
-        let gone = registry(addr)
+        let gone = support::registry(addr)
             .await
             .get_provider(pb::GetProviderRequest {
                 connection_id: setup.connection,

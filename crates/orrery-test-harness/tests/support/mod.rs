@@ -1,5 +1,5 @@
-//! What the tests with real provider processes share: spawning `orrery-test-provider` and
-//! reading its JSON lines, the cluster's addresses, registry clients, and Execute calls that
+//! What the tests with real provider processes share: reading a child's JSON lines,
+//! spawning `orrery-test-provider`, the cluster's addresses, registry clients, and Execute calls that
 //! ride out the moment a fresh module is not yet routed.
 
 use std::process::Stdio;
@@ -19,14 +19,51 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-/// How long a provider's expected line may take.
-const LINE_WAIT: Duration = Duration::from_secs(20);
+/// How long an expected line may take (a Python provider starts slower than a Rust one).
+const LINE_WAIT: Duration = Duration::from_secs(30);
+
+/// The JSON lines a child process prints on stdout, read as they come.
+pub struct JsonLines {
+    lines: mpsc::UnboundedReceiver<Json>,
+}
+
+impl JsonLines {
+    /// Reads `child`'s piped stdout; a line that is not JSON fails the test.
+    pub fn read(child: &mut Child) -> JsonLines {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let json = serde_json::from_str::<Json>(&line)
+                    .unwrap_or_else(|e| panic!("the child printed {line:?}, not JSON: {e}"));
+                if tx.send(json).is_err() {
+                    break;
+                }
+            }
+        });
+        JsonLines { lines }
+    }
+
+    /// The next line for which `matches` holds (earlier lines are skipped).
+    pub async fn wait_line(&mut self, what: &str, matches: impl Fn(&Json) -> bool) -> Json {
+        let deadline = tokio::time::Instant::now() + LINE_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if matches(&line) => return line,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the process exited before {what}"),
+                Err(_) => panic!("no {what} from the process within {LINE_WAIT:?}"),
+            }
+        }
+    }
+}
 
 /// One `orrery-test-provider` process and its stdout, line by line.
 pub struct Provider {
     /// The process (killed when dropped).
     pub child: Child,
-    lines: mpsc::UnboundedReceiver<Json>,
+    lines: JsonLines,
 }
 
 impl Provider {
@@ -42,30 +79,13 @@ impl Provider {
             .kill_on_drop(true)
             .spawn()
             .expect("the test provider starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if let Ok(json) = serde_json::from_str::<Json>(&line) {
-                    let _ = tx.send(json);
-                }
-            }
-        });
+        let lines = JsonLines::read(&mut child);
         Provider { child, lines }
     }
 
     /// The next line for which `matches` holds (earlier lines are skipped).
     pub async fn wait_line(&mut self, what: &str, matches: impl Fn(&Json) -> bool) -> Json {
-        let deadline = tokio::time::Instant::now() + LINE_WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if matches(&line) => return line,
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the provider exited before {what}"),
-                Err(_) => panic!("no {what} from the provider within {LINE_WAIT:?}"),
-            }
-        }
+        self.lines.wait_line(what, matches).await
     }
 
     /// Waits until registered and attached; returns the connection id.
@@ -97,25 +117,35 @@ pub async fn registry(addr: &str) -> RegistryClient<Channel> {
         .unwrap()
 }
 
-/// Calls `qualified` (a String -> String module) with `text` through `client`. A module
-/// committed a moment ago may be unknown to a node's routes for one replication round, so
-/// MODULE_NOT_FOUND is retried for a short while.
+/// Calls `qualified` (a String -> String module) with `text` through `client`; see
+/// [`execute_value`].
 pub async fn execute(
     client: &mut RegistryClient<Channel>,
     qualified: &str,
     text: &str,
+) -> pb::ExecuteModuleResponse {
+    execute_value(client, qualified, CValue::String(text.into())).await
+}
+
+/// Calls `qualified` with `input` through `client`. A module committed a moment ago may be
+/// unknown to a node's routes for one replication round, so MODULE_NOT_FOUND is retried
+/// for a short while.
+pub async fn execute_value(
+    client: &mut RegistryClient<Channel>,
+    qualified: &str,
+    input: CValue,
 ) -> pb::ExecuteModuleResponse {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let answer = client
             .execute(pb::ExecuteModuleRequest {
                 qualified_name: qualified.into(),
-                input: Some(to_pb(&CValue::String(text.into()))),
+                input: Some(to_pb(&input)),
                 timeout_ms: 5_000,
                 ..Default::default()
             })
             .await
-            .unwrap()
+            .unwrap_or_else(|s| panic!("Execute {qualified}: {s}"))
             .into_inner();
         match &answer.result {
             Some(pb::execute_module_response::Result::Error(e))

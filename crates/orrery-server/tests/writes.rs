@@ -215,3 +215,38 @@ async fn concurrent_reservations_have_one_owner_each() {
         assert!(!losers[ns].contains(&won[0]));
     }
 }
+
+/// A release answers with the reservation it freed, as apply saw it, even through a
+/// follower that has not yet applied that reservation.
+/// Steps: start 3 nodes; stop the leader's messages to one follower; reserve `lagging`
+/// for `group-l` through the leader; release it through the lagging follower (forwarded);
+/// the answer names `group-l`, the operator reservation and its revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_reports_what_it_released_through_a_lagging_follower() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = *cluster.ids().iter().find(|id| **id != leader).unwrap();
+    cluster.filter().block(leader, follower);
+
+    let reserved = cluster
+        .client_of(leader)
+        .reserve("lagging", "group-l", None)
+        .await
+        .unwrap();
+    let reserved_at = reserved.header.unwrap().revision;
+    let lagging = cluster.client_of(follower);
+    let unseen = lagging.get("lagging", pb::ReadConsistency::Stale).await;
+    assert_eq!(
+        unseen.unwrap_err().code(),
+        tonic::Code::NotFound,
+        "the follower has not applied the reservation"
+    );
+
+    let released = lagging.release("lagging", None).await.unwrap();
+    let info = released.namespace.unwrap();
+    assert_eq!(info.owner_group, "group-l");
+    assert!(info.reserved);
+    assert_eq!(info.epoch, reserved_at);
+    assert!(info.modified_revision > reserved_at);
+    cluster.filter().unblock_all();
+}

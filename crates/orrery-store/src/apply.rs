@@ -159,9 +159,15 @@ fn release_namespace(tx: &StagedWrites, namespace: &str) -> Result<CmdOutcome, S
     };
     namespaces.remove(&key);
     let revision = bump_revision(tx)?;
+    let outcome = CmdOutcome::Released {
+        revision,
+        owner: record.owner.clone(),
+        reserved_at: record.reserved_at,
+        operator_reserved: record.operator_reserved,
+    };
     let released = Change::namespace(ChangeKind::NamespaceReleased, key, record);
     append_changes(tx, revision, vec![released])?;
-    Ok(CmdOutcome::Released { revision })
+    Ok(outcome)
 }
 
 /// Stores the prefixes sorted and without duplicates; the same list again is no change.

@@ -272,8 +272,13 @@ fn outcome_encoding_is_stable() {
         "010000000200000000000000",
     );
     assert_bytes(
-        &CmdOutcome::Released { revision: 3 },
-        "020000000300000000000000",
+        &CmdOutcome::Released {
+            revision: 3,
+            owner: NamespaceOwner::Group("g1".into()),
+            reserved_at: 1,
+            operator_reserved: true,
+        },
+        "0200000003000000000000000000000002000000000000006731010000000000000001",
     );
     assert_bytes(
         &CmdOutcome::ReservedPrefixesSet { revision: 4 },

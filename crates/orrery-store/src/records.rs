@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use orrery_types::cmd::CanaryPolicy;
 use orrery_types::cmd::CmdOutcome;
+pub use orrery_types::cmd::NamespaceOwner;
 use orrery_types::ctype::CType;
 use serde::Deserialize;
 use serde::Serialize;
@@ -23,15 +24,6 @@ pub struct NamespaceRecord {
     /// Whether an operator reserved it: then it stays with its group when the group's last
     /// connection goes.
     pub operator_reserved: bool,
-}
-
-/// The owner of a namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NamespaceOwner {
-    /// A provider group: every connection registering with that group may join.
-    Group(String),
-    /// A single connection, registered without a group.
-    Connection(u64),
 }
 
 /// One registered provider connection.

@@ -162,6 +162,16 @@ pub struct ModuleSpec {
     pub tags: BTreeMap<String, String>,
 }
 
+/// The owner of a namespace (stored in the namespace's record, and named by the
+/// outcome of its release).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NamespaceOwner {
+    /// A provider group: every connection registering with that group may join.
+    Group(String),
+    /// A single connection, registered without a group.
+    Connection(u64),
+}
+
 /// The answer to one applied [`Cmd`]; stored in the request table and returned to the client.
 ///
 /// Format rule: as for [`Cmd`], new variants only at the end.
@@ -181,6 +191,12 @@ pub enum CmdOutcome {
     Released {
         /// The revision this change produced.
         revision: u64,
+        /// Who held it until this release.
+        owner: NamespaceOwner,
+        /// The revision at which it had been claimed.
+        reserved_at: u64,
+        /// Whether an operator had reserved it.
+        operator_reserved: bool,
     },
     /// The reserved-prefix list now holds what was asked.
     ReservedPrefixesSet {

@@ -150,14 +150,23 @@ async fn invalid_names_are_rejected() {
     }
 }
 
-/// Steps: reserve `acme` for `g1`, release it (revision 2, record gone), release it again
+/// Steps: reserve `acme` for `g1`, release it (revision 2, the outcome names what was
+/// released: `g1`'s operator reservation from revision 1, record gone), release it again
 /// (`NotReserved`, no change), then reserve it for `g2` (revision 3).
 #[tokio::test]
 async fn release_frees_the_namespace() {
     let mut node = TestNode::new();
     node.apply(None, reserve("acme", "g1")).await;
     let outcome = node.apply(None, release("acme")).await;
-    assert_eq!(outcome, CmdOutcome::Released { revision: 2 });
+    assert_eq!(
+        outcome,
+        CmdOutcome::Released {
+            revision: 2,
+            owner: NamespaceOwner::Group("g1".into()),
+            reserved_at: 1,
+            operator_reserved: true,
+        }
+    );
     assert_eq!(node.reader.get_namespace("acme").unwrap(), None);
 
     let before = node.state().await;

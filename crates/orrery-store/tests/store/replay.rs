@@ -93,7 +93,7 @@ fn request_id() -> impl Strategy<Value = Option<(&'static str, u64)>> {
 fn reported_revision(outcome: &CmdOutcome) -> Option<u64> {
     match outcome {
         CmdOutcome::Reserved { revision }
-        | CmdOutcome::Released { revision }
+        | CmdOutcome::Released { revision, .. }
         | CmdOutcome::ReservedPrefixesSet { revision }
         | CmdOutcome::Registered { revision, .. }
         | CmdOutcome::Deregistered { revision, .. }

@@ -42,22 +42,27 @@ impl AdminService {
         &self,
         r: pb::ReleaseNamespaceRequest,
     ) -> Result<pb::NamespaceResponse, ApiError> {
-        // Best effort: the owner as this replica knows it, to show what was released.
-        let before = self.core.reader.get_namespace(&r.namespace).ok().flatten();
         let cmd = Cmd::ReleaseNamespace {
             namespace: r.namespace.clone(),
         };
-        let revision = match self.core.write_cmd(r.request_id, cmd).await? {
-            CmdOutcome::Released { revision } => revision,
+        // The record as apply removed it: what this release freed.
+        let (revision, released) = match self.core.write_cmd(r.request_id, cmd).await? {
+            CmdOutcome::Released {
+                revision,
+                owner,
+                reserved_at,
+                operator_reserved,
+            } => (
+                revision,
+                NamespaceRecord {
+                    owner,
+                    reserved_at,
+                    operator_reserved,
+                },
+            ),
             other => return Err(internal(format!("release answered {other:?}"))),
         };
-        let mut info = match &before {
-            Some(record) => namespace_info(&r.namespace, record),
-            None => pb::NamespaceInfo {
-                namespace: r.namespace.clone(),
-                ..Default::default()
-            },
-        };
+        let mut info = namespace_info(&r.namespace, &released);
         info.modified_revision = revision;
         Ok(pb::NamespaceResponse {
             header: Some(self.core.header(Some(revision), false)?),

@@ -1,0 +1,125 @@
+//! Discovery through a real DNS server: A records of one name, SRV records of
+//! `_orrery._tcp.NAME`, and records that change while the provider runs.
+
+use std::net::Ipv4Addr;
+
+use orrery_sdk::{ConnectionState, Discovery};
+
+use crate::dns::DnsServer;
+use crate::harness::{
+    config, execute_eventually, gone_everywhere, hi, hi_upper, three_nodes, upper, Running,
+};
+
+const ZONE: &str = "orrery.test.";
+
+fn ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, i)
+}
+
+/// A provider finds the cluster by the A records of one name and by SRV
+/// records, registers, and its module answers through every node.
+///
+/// Steps: start three nodes on 127.0.0.1-3 at one port; serve
+/// `nodes.orrery.test` A 127.0.0.1-3, and `_orrery._tcp.orrery.test` SRV to
+/// `n1..n3.orrery.test` (each with its A record); run provider `dnsa` with
+/// A discovery and provider `dnssrv` with SRV discovery, both asking that
+/// DNS server; wait until both are Active; call `dnsa.upper` and
+/// `dnssrv.upper` through each node and get `"HI"`; stop both and check
+/// that their modules are gone from every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_the_cluster_by_a_and_srv_records() {
+    let (cluster, port) = three_nodes();
+    let dns = DnsServer::start(ZONE).await;
+    dns.set_a("nodes.orrery.test.", &[ip(1), ip(2), ip(3)])
+        .await;
+    for i in 1..=3u8 {
+        dns.set_a(&format!("n{i}.orrery.test."), &[ip(i)]).await;
+    }
+    dns.set_srv(
+        "_orrery._tcp.orrery.test.",
+        &[
+            (10, 5, port, "n1.orrery.test."),
+            (10, 5, port, "n2.orrery.test."),
+            (20, 5, port, "n3.orrery.test."),
+        ],
+    )
+    .await;
+
+    let mut by_a = config(
+        "dnsa",
+        Discovery::DnsA {
+            name: "nodes.orrery.test".into(),
+            port,
+        },
+    );
+    by_a.dns_server = Some(dns.addr);
+    let mut by_srv = config(
+        "dnssrv",
+        Discovery::DnsSrv {
+            name: "orrery.test".into(),
+        },
+    );
+    by_srv.dns_server = Some(dns.addr);
+    let mut a = Running::start(by_a, vec![upper()]);
+    let mut srv = Running::start(by_srv, vec![upper()]);
+    a.active().await;
+    srv.active().await;
+
+    for addr in &cluster.addrs {
+        assert_eq!(
+            execute_eventually(addr, "dnsa.upper", hi()).await,
+            hi_upper()
+        );
+        assert_eq!(
+            execute_eventually(addr, "dnssrv.upper", hi()).await,
+            hi_upper()
+        );
+    }
+
+    a.stop().await.unwrap();
+    srv.stop().await.unwrap();
+    gone_everywhere(&cluster.addrs, "dnsa.upper").await;
+    gone_everywhere(&cluster.addrs, "dnssrv.upper").await;
+}
+
+/// A provider follows its DNS records: when they move from node A to nodes
+/// B and C and A dies, it re-resolves and re-attaches through B or C, with
+/// the same connection.
+///
+/// Steps: three nodes; `nodes.orrery.test` A names only node 1; run a
+/// provider with A discovery and wait until it is Active on node 1; change
+/// the records to nodes 2 and 3 only; SIGKILL node 1; wait until the
+/// provider is Active on node 2 or 3 with the same connection id; call its
+/// module through node 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_changed_dns_records() {
+    let (mut cluster, port) = three_nodes();
+    let dns = DnsServer::start(ZONE).await;
+    dns.set_a("nodes.orrery.test.", &[ip(1)]).await;
+    let mut by_a = config(
+        "moving",
+        Discovery::DnsA {
+            name: "nodes.orrery.test".into(),
+            port,
+        },
+    );
+    by_a.dns_server = Some(dns.addr);
+    let mut provider = Running::start(by_a, vec![upper()]);
+    let (connection, node) = provider.active().await;
+    assert_eq!(node, 1, "only node 1 is in DNS");
+
+    dns.set_a("nodes.orrery.test.", &[ip(2), ip(3)]).await;
+    cluster.kill(1);
+    let moved = provider
+        .wait_for(
+            "Active on node 2 or 3",
+            |s| matches!(s, ConnectionState::Active { node, .. } if *node != 1),
+        )
+        .await;
+    assert_eq!(moved.connection_id(), Some(connection));
+    assert_eq!(
+        execute_eventually(&cluster.addrs[1], "moving.upper", hi()).await,
+        hi_upper()
+    );
+    provider.stop().await.unwrap();
+}

@@ -1,0 +1,138 @@
+//! SIGKILL of the node a provider's control stream is attached to.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use orrery_proto::pb;
+use orrery_sdk::client::{Client, ClientConfig};
+use orrery_sdk::{ConnectionState, Discovery};
+
+use crate::harness::{
+    caller, config, connections, execute_eventually, hi, hi_upper, three_nodes, upper, Running,
+    LEASE_TTL,
+};
+use crate::support::PATIENCE;
+
+/// The provider re-attaches its connection to another node before the
+/// lease runs out: the connection is never expired nor registered twice,
+/// and the module stays callable through the surviving nodes.
+///
+/// Steps: three nodes; a provider with a static list of all three and a 3 s
+/// lease; wait until Active (connection C on node N) and the module answers
+/// everywhere; record every state the provider goes through and watch the
+/// registry's changes from the registration on (through all nodes); SIGKILL
+/// node N; wait until the provider is Active on another node, with
+/// connection C and having passed through Reconnecting; for twice the
+/// lease, call the module through both survivors (every call answers);
+/// check that the namespace has exactly one connection, C, with its
+/// generation, and that the watch saw no change of C; stop the provider and
+/// see the watch report C removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reattaches_when_its_node_is_killed() {
+    let (mut cluster, _) = three_nodes();
+    let mut provider = Running::start(
+        config("survivor", Discovery::Static(cluster.addrs.clone())),
+        vec![upper()],
+    );
+    let (connection, node) = provider.active().await;
+    for addr in &cluster.addrs {
+        assert_eq!(
+            execute_eventually(addr, "survivor.upper", hi()).await,
+            hi_upper()
+        );
+    }
+    let before = connections(&cluster.addrs, "survivor").await;
+    assert_eq!(before.len(), 1);
+    let generation = before[0].generation;
+
+    let mut states = provider.state.clone();
+    let recorder = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while states.changed().await.is_ok() {
+            let state = states.borrow_and_update().clone();
+            let done = matches!(state, ConnectionState::Active { .. });
+            seen.push(state);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let mut watch_config = ClientConfig::new(cluster.addrs.clone());
+    watch_config.timeout = Duration::from_secs(10);
+    let watcher = Client::new(watch_config).unwrap();
+    let from = before[0].registered_revision + 1;
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let seen_changes = changes.clone();
+    let watch = tokio::spawn(async move {
+        let mut events = std::pin::pin!(watcher.watch(from));
+        while let Some(event) = events.next().await {
+            let event = event.expect("the watch follows the cluster");
+            if event.key == connection.to_string() {
+                seen_changes.lock().unwrap().push(event.kind());
+            }
+        }
+    });
+
+    cluster.kill(node);
+    let killed_at = Instant::now();
+    let moved = provider
+        .wait_for(
+            "Active on another node",
+            |s| matches!(s, ConnectionState::Active { node: now, .. } if *now != node),
+        )
+        .await;
+    assert_eq!(moved.connection_id(), Some(connection));
+    let seen = recorder.await.unwrap();
+    assert!(
+        seen.iter().any(|s| matches!(
+            s,
+            ConnectionState::Reconnecting { connection_id, .. } if *connection_id == connection
+        )),
+        "no Reconnecting in {seen:?}"
+    );
+    assert!(
+        !seen.contains(&ConnectionState::Registering),
+        "registered again: {seen:?}"
+    );
+
+    let survivors: Vec<String> = (1..=3)
+        .filter(|id| *id != node)
+        .map(|id| cluster.addrs[id as usize - 1].clone())
+        .collect();
+    let callers: Vec<_> = survivors.iter().map(|a| caller(a)).collect();
+    while killed_at.elapsed() < LEASE_TTL * 2 {
+        for (addr, client) in survivors.iter().zip(&callers) {
+            let output = client.execute("survivor.upper", hi()).await;
+            assert_eq!(
+                output.ok(),
+                Some(hi_upper()),
+                "a call through {addr} failed"
+            );
+        }
+    }
+
+    let after = connections(&survivors, "survivor").await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].connection_id, connection);
+    assert_eq!(after[0].generation, generation);
+    assert!(
+        changes.lock().unwrap().is_empty(),
+        "the connection changed: {:?}",
+        changes.lock().unwrap()
+    );
+    provider.stop().await.unwrap();
+    // The watch is alive (it followed the cluster if its node was killed): it
+    // sees the deregistration.
+    let start = Instant::now();
+    while !changes
+        .lock()
+        .unwrap()
+        .contains(&pb::ChangeKind::ConnectionRemoved)
+    {
+        assert!(start.elapsed() < PATIENCE, "the watch missed the removal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watch.abort();
+}

@@ -98,18 +98,19 @@ impl Provider {
             addr: self.config.executor_listen.to_string(),
             source,
         })?;
-        let executor_endpoint =
-            match &self.config.executor_advertised {
-                Some(advertised) => advertised.clone(),
-                None if local.ip().is_unspecified() => return Err(ConfigError::new(
+        let executor_endpoint = match &self.config.executor_advertised {
+            Some(advertised) => advertised.clone(),
+            None if local.ip().is_unspecified() => {
+                return Err(ConfigError::new(
                     "executor_advertised",
                     format!(
                         "the executor listens on the wildcard {local}; say where nodes reach it"
                     ),
                 )
-                .into()),
-                None => local.to_string(),
-            };
+                .into())
+            }
+            None => local.to_string(),
+        };
         let resolver = Resolver::new(self.config.discovery.clone(), self.config.dns_server)?;
         let request = pb::RegisterRequest {
             request_id: None,

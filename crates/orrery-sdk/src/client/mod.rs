@@ -18,7 +18,8 @@
 //!    ([`ClientConfig::timeout`]) is spent: then [`ClientError::Unavailable`].
 //! 4. A try that runs out of the budget ends the call:
 //!    [`ClientError::Unavailable`]. (A node that gives up on a request
-//!    early, with an untyped `CANCELLED` or `DEADLINE_EXCEEDED`, is treated
+//!    early, with an untyped `CANCELLED` or `DEADLINE_EXCEEDED`, and a
+//!    connection that breaks under a call, an untyped `UNKNOWN`, are treated
 //!    as unavailable and the next endpoint is tried.)
 //! 5. Any other error is the answer: [`ClientError::Api`], no retry.
 //!
@@ -291,10 +292,14 @@ impl Client {
                 // tonic server giving up at the deadline we sent (it answers
                 // CANCELLED).
                 let untyped = error.code == pb::ErrorCode::Unspecified;
+                // An untyped UNKNOWN is the transport failing (a connection
+                // that broke under a cached channel): another node may answer.
                 let gave_up = untyped
                     && matches!(
                         error.grpc_code,
-                        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                        tonic::Code::DeadlineExceeded
+                            | tonic::Code::Cancelled
+                            | tonic::Code::Unknown
                     );
                 if !gave_up && !error.is_retryable_elsewhere() {
                     self.lock().preferred = Some(index);
@@ -310,7 +315,7 @@ impl Client {
                         queue.push_front(leader);
                     }
                 }
-                let reason = if gave_up {
+                let reason = if gave_up && error.grpc_code != tonic::Code::Unknown {
                     format!("no answer in time ({})", error.message)
                 } else {
                     error.to_string()

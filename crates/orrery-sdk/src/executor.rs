@@ -102,9 +102,17 @@ impl Executor {
         if let Err(e) = orrery_types::check(&input, &module.input) {
             return error(ExecutionErrorCode::TypeError, format!("input {e}"));
         }
+        // The handler runs in its own task, counted in flight until it ends (even when the
+        // caller goes away), and a panic in it fails only this call.
+        let call = self.in_flight.enter();
         let run = (module.handler)(input);
+        let handler = tokio::spawn(async move {
+            let output = run.await;
+            drop(call);
+            output
+        });
         let output = if request.timeout_ms > 0 {
-            match tokio::time::timeout(Duration::from_millis(request.timeout_ms), run).await {
+            match tokio::time::timeout(Duration::from_millis(request.timeout_ms), handler).await {
                 Ok(output) => output,
                 Err(_) => {
                     return error(
@@ -114,7 +122,16 @@ impl Executor {
                 }
             }
         } else {
-            run.await
+            handler.await
+        };
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => {
+                return error(
+                    ExecutionErrorCode::RuntimeError,
+                    format!("the handler panicked: {e}"),
+                )
+            }
         };
         match output {
             Ok(output) => match orrery_types::check(&output, &module.output) {
@@ -135,7 +152,6 @@ impl ModuleExecutor for Executor {
         &self,
         request: tonic::Request<pb::ExecuteRequest>,
     ) -> Result<tonic::Response<pb::ExecuteResponse>, tonic::Status> {
-        let _call = self.in_flight.enter();
         let result = self.answer(request.into_inner()).await;
         Ok(tonic::Response::new(pb::ExecuteResponse {
             result: Some(result),
@@ -168,5 +184,99 @@ pub(crate) async fn serve(
             stop.cancelled().await;
             tokio::time::sleep(Duration::from_millis(500)).await;
         } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::ModuleError;
+    use orrery_types::{CType, CValue};
+
+    fn request(module: &str, input: CValue) -> pb::ExecuteRequest {
+        pb::ExecuteRequest {
+            module: module.into(),
+            input: Some(wire::to_pb(&input)),
+            ..Default::default()
+        }
+    }
+
+    fn code(answer: pb::execute_response::Result) -> ExecutionErrorCode {
+        match answer {
+            pb::execute_response::Result::Error(e) => e.code(),
+            pb::execute_response::Result::Output(o) => panic!("answered {o:?}"),
+        }
+    }
+
+    /// The executor checks the input before the handler and the output after, and
+    /// maps every failure to its code.
+    /// Steps: a typed `len` module; a module that lies about its output type; one that
+    /// fails; one that panics. Call each, and an unknown module, and check the answers.
+    #[tokio::test]
+    async fn checks_types_and_maps_failures() {
+        let len = crate::Module::typed("len", "1", |s: String| async move {
+            Ok::<_, ModuleError>(s.len() as i64)
+        });
+        let liar = crate::Module::new("liar", "1", CType::String, CType::Int, |v| async {
+            Ok::<_, ModuleError>(v)
+        });
+        let fails = crate::Module::new("fails", "1", CType::String, CType::String, |_| async {
+            Err::<CValue, _>(ModuleError::new("no"))
+        });
+        let panics = crate::Module::new("panics", "1", CType::String, CType::String, |_| async {
+            panic!("boom")
+        });
+        let in_flight = InFlight::new();
+        let executor = Executor::new(&[len, liar, fails, panics], in_flight.clone());
+
+        let ok = executor
+            .answer(request("len", CValue::String("four".into())))
+            .await;
+        assert_eq!(
+            ok,
+            pb::execute_response::Result::Output(wire::to_pb(&CValue::Int(4)))
+        );
+        let bad_input = executor.answer(request("len", CValue::Int(1))).await;
+        assert_eq!(code(bad_input), ExecutionErrorCode::TypeError);
+        let bad_output = executor
+            .answer(request("liar", CValue::String("x".into())))
+            .await;
+        assert_eq!(code(bad_output), ExecutionErrorCode::TypeError);
+        let failed = executor
+            .answer(request("fails", CValue::String("x".into())))
+            .await;
+        assert_eq!(
+            failed,
+            pb::execute_response::Result::Error(pb::ExecutionError {
+                code: ExecutionErrorCode::RuntimeError as i32,
+                message: "no".into(),
+            })
+        );
+        let panicked = executor
+            .answer(request("panics", CValue::String("x".into())))
+            .await;
+        assert_eq!(code(panicked), ExecutionErrorCode::RuntimeError);
+        let unknown = executor.answer(request("nope", CValue::Int(1))).await;
+        assert_eq!(code(unknown), ExecutionErrorCode::ModuleNotFound);
+        assert_eq!(in_flight.get(), 0);
+    }
+
+    /// `idle` waits for the last call in flight to end.
+    /// Steps: enter two calls; `idle` is pending; end one, still pending; end the other,
+    /// `idle` returns.
+    #[tokio::test]
+    async fn idle_waits_for_the_last_call() {
+        let in_flight = InFlight::new();
+        let first = in_flight.enter();
+        let second = in_flight.enter();
+        assert_eq!(in_flight.get(), 2);
+        let idle = in_flight.idle();
+        tokio::pin!(idle);
+        assert!(futures::poll!(&mut idle).is_pending());
+        drop(first);
+        assert!(futures::poll!(&mut idle).is_pending());
+        drop(second);
+        idle.await;
+        assert_eq!(in_flight.get(), 0);
     }
 }

@@ -455,22 +455,27 @@ impl Session {
             connection_id: registered.connection_id,
         });
         let cause = self.finish.borrow().clone();
-        let deadline = match cause {
-            Some(Finish::Drain { deadline }) => deadline,
-            _ => {
-                self.drain_self(registered).await;
-                Instant::now() + self.config.shutdown_grace
+        let (deadline, drain_self) = match cause {
+            Some(Finish::Drain { deadline }) => (deadline, false),
+            _ => (Instant::now() + self.config.shutdown_grace, true),
+        };
+        let idle = async {
+            if tokio::time::timeout_at(deadline.into(), self.in_flight.idle())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    in_flight = self.in_flight.get(),
+                    "calls still in flight at the drain deadline; deregistering anyway"
+                );
             }
         };
-        if tokio::time::timeout_at(deadline.into(), self.in_flight.idle())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                in_flight = self.in_flight.get(),
-                "calls still in flight at the drain deadline; deregistering anyway"
-            );
-        }
+        let drained = async {
+            if drain_self {
+                self.drain_self(registered).await;
+            }
+        };
+        tokio::join!(idle, drained);
     }
 
     /// Asks the cluster to drain this connection (`ClusterAdmin.DrainProvider`), so the

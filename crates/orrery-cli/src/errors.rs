@@ -32,7 +32,6 @@ pub const EXIT_USAGE: u8 = 2;
 /// taken effect.
 pub const EXIT_UNAVAILABLE: u8 = 3;
 
-pub use orrery_sdk::client::errors::execution_code_name;
 pub use orrery_sdk::client::{ApiError, CallError, ClientError};
 
 /// The exit code an error maps to; see the module documentation.
@@ -119,47 +118,17 @@ pub enum CliError {
         /// The codec's explanation, with the path in the value.
         source: orrery_types::CodecError,
     },
-    /// The module was called and failed: the `ExecutionError` of the answer.
-    #[error("{}: {message}", execution_code_name(*.code))]
-    Execution {
-        /// The kind of failure.
-        code: pb::ExecutionErrorCode,
-        /// The explanation.
-        message: String,
-    },
-    /// A watch asked for a revision the cluster no longer keeps.
-    #[error(
-        "watch from revision {from} is compacted: the oldest kept revision is {oldest} \
-         (current {current}); list the current state and watch from its revision + 1"
-    )]
-    Compacted {
-        /// The revision asked for.
-        from: u64,
-        /// The oldest revision still kept.
-        oldest: u64,
-        /// The current revision.
-        current: u64,
-    },
-    /// A node's answer could not be used (e.g. a malformed type or value).
-    #[error("unusable answer: {0}")]
-    BadAnswer(String),
+    /// A module call failed, a watch's start is compacted, or an answer
+    /// could not be used.
+    #[error(transparent)]
+    Call(CallError),
 }
 
 impl From<CallError> for CliError {
     fn from(error: CallError) -> Self {
         match error {
             CallError::Client(e) => CliError::Client(e),
-            CallError::Execution { code, message } => CliError::Execution { code, message },
-            CallError::Compacted {
-                from,
-                oldest,
-                current,
-            } => CliError::Compacted {
-                from,
-                oldest,
-                current,
-            },
-            CallError::BadAnswer(message) => CliError::BadAnswer(message),
+            other => CliError::Call(other),
         }
     }
 }
@@ -170,15 +139,14 @@ impl CliError {
         match self {
             CliError::Config(_) | CliError::InvalidInput { .. } => EXIT_USAGE,
             CliError::Client(e) => e.exit_code(),
+            CliError::Call(CallError::Client(e)) => e.exit_code(),
             // Like the cluster's own TIMEOUT and UNAVAILABLE: the call may
             // succeed later.
-            CliError::Execution {
+            CliError::Call(CallError::Execution {
                 code: pb::ExecutionErrorCode::Timeout | pb::ExecutionErrorCode::Unavailable,
                 ..
-            } => EXIT_UNAVAILABLE,
-            CliError::Execution { .. }
-            | CliError::Compacted { .. }
-            | CliError::BadAnswer(_)
+            }) => EXIT_UNAVAILABLE,
+            CliError::Call(_)
             | CliError::Output(_)
             | CliError::Listen { .. }
             | CliError::Node(_) => EXIT_REFUSED,
@@ -225,9 +193,11 @@ mod tests {
                 leader_addr: None,
             }))
         };
-        let execution = |code| CliError::Execution {
-            code,
-            message: "m".into(),
+        let execution = |code| {
+            CliError::Call(CallError::Execution {
+                code,
+                message: "m".into(),
+            })
         };
         use pb::ErrorCode as E;
         use tonic::Code as G;
@@ -275,11 +245,11 @@ mod tests {
                 EXIT_UNAVAILABLE,
             ),
             (
-                CliError::Compacted {
+                CliError::Call(CallError::Compacted {
                     from: 1,
                     oldest: 5,
                     current: 9,
-                },
+                }),
                 EXIT_REFUSED,
             ),
             (

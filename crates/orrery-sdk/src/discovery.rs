@@ -1,5 +1,6 @@
 //! Turning a [`Discovery`] into the `host:port` list of nodes to try, through
-//! hickory-resolver for the DNS kinds. The resolver keeps no cache (`cache_size = 0`), so
+//! hickory-resolver for the DNS kinds: [`Resolver`] for a provider, which resolves before
+//! every round of attempts, and [`resolve`] once for a caller. The resolver keeps no cache (`cache_size = 0`), so
 //! every resolution (one before each reconnect round) sees the records as they are now.
 
 use std::net::{IpAddr, SocketAddr};
@@ -68,6 +69,17 @@ impl Resolver {
             (_, None) => Err(DiscoveryError::Resolver("no DNS resolver".into())),
         }
     }
+}
+
+/// The nodes `discovery` names now, once: for a caller's
+/// [`crate::client::ClientConfig`], e.g. `ClientConfig::new(resolve(&d, None).await?)`.
+pub async fn resolve(
+    discovery: &Discovery,
+    dns_server: Option<SocketAddr>,
+) -> Result<Vec<String>, DiscoveryError> {
+    Resolver::new(discovery.clone(), dns_server)?
+        .resolve()
+        .await
 }
 
 /// A resolver without cache, asking `server` or the system's name servers.

@@ -9,7 +9,7 @@
 //! 3. The SDK's [`Client::execute_with`] runs it (`Registry.Execute`, with
 //!    the client's time budget as `timeout_ms`). The output is printed as
 //!    typed JSON against the output type; an `ExecutionError` is
-//!    [`CliError::Execution`].
+//!    [`CallError::Execution`].
 
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use orrery_types::{json, schema, CType};
 use crate::args::ExecArgs;
 use crate::client::Client;
 use crate::cmd::modules::get_module;
-use crate::errors::CliError;
+use crate::errors::{CallError, CliError};
 use crate::output::modules::ExecView;
 use crate::output::{render, OutputFormat};
 
@@ -51,7 +51,7 @@ pub async fn run(
         .execute_with(&module, value, metadata.into_iter().collect())
         .await?;
     let output = json::encode(&executed.output, &output_type)
-        .map_err(|e| CliError::BadAnswer(format!("{module}: output: {e}")))?;
+        .map_err(|e| bad_answer(format!("{module}: output: {e}")))?;
     Ok(render(
         format,
         &ExecView {
@@ -63,15 +63,19 @@ pub async fn run(
     ))
 }
 
-/// A module's declared type, or [`CliError::BadAnswer`] when the registry
+/// A module's declared type, or [`CallError::BadAnswer`] when the registry
 /// sent none or one that does not read.
 fn module_type(
     module: &str,
     which: &str,
     schema: Option<&pb::TypeSchema>,
 ) -> Result<CType, CliError> {
-    let schema = schema
-        .ok_or_else(|| CliError::BadAnswer(format!("{module}: the {which} type is missing")))?;
-    schema::to_ctype(schema)
-        .map_err(|e| CliError::BadAnswer(format!("{module}: the {which} type: {e}")))
+    let schema =
+        schema.ok_or_else(|| bad_answer(format!("{module}: the {which} type is missing")))?;
+    schema::to_ctype(schema).map_err(|e| bad_answer(format!("{module}: the {which} type: {e}")))
+}
+
+/// An answer the command cannot use, explained by `message`.
+fn bad_answer(message: String) -> CliError {
+    CliError::Call(CallError::BadAnswer(message))
 }

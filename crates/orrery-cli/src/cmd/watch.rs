@@ -4,7 +4,7 @@
 //! The stream is the SDK's [`Client::watch_with`], which follows the cluster:
 //! when an open stream breaks, it resumes on the next endpoint from the last
 //! revision seen + 1, so no event is shown twice. A `compacted` answer ends
-//! the watch with [`CliError::Compacted`].
+//! the watch with [`CallError::Compacted`](orrery_sdk::client::CallError::Compacted).
 
 use std::future::Future;
 use std::io::Write;

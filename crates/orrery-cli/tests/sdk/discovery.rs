@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 
+use orrery_sdk::client::{Client, ClientConfig};
+use orrery_sdk::discovery::resolve;
 use orrery_sdk::{ConnectionState, Discovery};
 
 use crate::dns::DnsServer;
@@ -24,7 +26,8 @@ fn ip(i: u8) -> Ipv4Addr {
 /// `n1..n3.orrery.test` (each with its A record); run provider `dnsa` with
 /// A discovery and provider `dnssrv` with SRV discovery, both asking that
 /// DNS server; wait until both are Active; call `dnsa.upper` and
-/// `dnssrv.upper` through each node and get `"HI"`; stop both and check
+/// `dnssrv.upper` through each node and get `"HI"`; resolve the SRV records
+/// for a caller and list both modules through it; stop both and check
 /// that their modules are gone from every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finds_the_cluster_by_a_and_srv_records() {
@@ -75,6 +78,26 @@ async fn finds_the_cluster_by_a_and_srv_records() {
             hi_upper()
         );
     }
+
+    // A caller finds the cluster by the same records.
+    let by_dns = ClientConfig::new(
+        resolve(
+            &Discovery::DnsSrv {
+                name: "orrery.test".into(),
+            },
+            Some(dns.addr),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(by_dns.endpoints.len(), 3, "{:?}", by_dns.endpoints);
+    assert_eq!(
+        by_dns.endpoints[2], cluster.addrs[2],
+        "priority 20 comes last"
+    );
+    let listed = Client::new(by_dns).unwrap().list_modules("").await.unwrap();
+    let names: Vec<_> = listed.iter().map(|m| m.qualified_name.as_str()).collect();
+    assert_eq!(names, ["dnsa.upper", "dnssrv.upper"]);
 
     a.stop().await.unwrap();
     srv.stop().await.unwrap();

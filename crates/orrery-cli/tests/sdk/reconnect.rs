@@ -136,3 +136,52 @@ async fn reattaches_when_its_node_is_killed() {
     }
     watch.abort();
 }
+
+/// A node that stops answering without closing the stream (SIGSTOP, as a
+/// hung process or a silent partition) is left after a few heartbeat
+/// intervals of silence, well before the lease runs out.
+///
+/// Steps: three nodes; a provider listing a follower first, so that its
+/// stream lands on a follower; wait until Active on node N; SIGSTOP node N;
+/// wait until the provider is Active on another node with the same
+/// connection; SIGCONT node N; the namespace still has exactly that one
+/// connection with its generation, and the module answers through N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaves_a_node_that_stops_answering() {
+    let (cluster, _) = three_nodes();
+    let leader = cluster.leader();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let first = cluster.addrs[follower as usize - 1].clone();
+    let mut nodes = vec![first.clone()];
+    nodes.extend(cluster.addrs.iter().filter(|a| **a != first).cloned());
+    let mut provider = Running::start(config("hung", Discovery::Static(nodes)), vec![upper()]);
+    let (connection, node) = provider.active().await;
+    let generation = connections(&cluster.addrs, "hung").await[0].generation;
+
+    cluster.signal(node, "STOP");
+    let stopped_at = Instant::now();
+    let moved = provider
+        .wait_for(
+            "Active on another node",
+            |s| matches!(s, ConnectionState::Active { node: now, .. } if *now != node),
+        )
+        .await;
+    let moved_after = stopped_at.elapsed();
+    cluster.signal(node, "CONT");
+    assert_eq!(moved.connection_id(), Some(connection));
+    assert!(
+        moved_after < LEASE_TTL,
+        "re-attached only after {moved_after:?}"
+    );
+    let after = connections(&cluster.addrs, "hung").await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (after[0].connection_id, after[0].generation),
+        (connection, generation)
+    );
+    assert_eq!(
+        execute_eventually(&cluster.addrs[node as usize - 1], "hung.upper", hi()).await,
+        hi_upper()
+    );
+    provider.stop().await.unwrap();
+}

@@ -174,6 +174,18 @@ impl NodeCluster {
         self.nodes[id as usize - 1] = None;
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to node `id` (1-based).
+    pub fn signal(&self, id: u64, signal: &str) {
+        let process = self.nodes[id as usize - 1]
+            .as_ref()
+            .expect("the node is running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &process.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Starts node `id` again on its address and data.
     pub fn restart(&mut self, id: u64) {
         let i = id as usize - 1;

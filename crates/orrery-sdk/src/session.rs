@@ -119,8 +119,10 @@ impl Session {
                 registered = self.register() => registered?,
                 () = shutdown.cancelled() => return Ok(()),
             };
+            let attached = self.keep_attached(&registered);
+            tokio::pin!(attached);
             tokio::select! {
-                Detached::Expired = self.keep_attached(&registered) => {
+                Detached::Expired = &mut attached => {
                     if self.finish.borrow().is_some() {
                         // Gone while draining: nothing is left to deregister.
                         return Ok(());
@@ -129,9 +131,20 @@ impl Session {
                         connection = registered.connection_id,
                         "the connection's lease ran out; registering again"
                     );
+                    continue;
                 }
-                () = self.finish_calls(&registered, shutdown) => {
-                    return self.deregister(&registered).await;
+                () = self.finish_calls(&registered, shutdown) => {}
+            }
+            // The control stream stays up while deregistering: the lease is renewed and
+            // the last drain acknowledgement goes out. Once the deregistration commits,
+            // the node ends the stream (the connection is gone).
+            let deregister = self.deregister(&registered);
+            tokio::pin!(deregister);
+            let mut stream_ended = false;
+            loop {
+                tokio::select! {
+                    result = &mut deregister => return result,
+                    Detached::Expired = &mut attached, if !stream_ended => stream_ended = true,
                 }
             }
         }

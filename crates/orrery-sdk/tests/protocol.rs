@@ -1,19 +1,22 @@
-//! A node cut off from quorum, as the provider sees it: the node keeps the control
-//! stream open and acknowledges every heartbeat, but with `renewed = false` (its renewals
-//! no longer reach a leader). On one host a real node cannot be cut off from its peers
-//! while its provider still reaches it (every loopback connection has the same source),
-//! so the nodes here are in-process `ProviderService` servers on real sockets that
-//! answer as such a node does (see `crates/orrery-server/src/service/provider.rs`).
+//! The provider's side of the protocol where a real cluster cannot show it: a node cut
+//! off from quorum (it keeps the control stream open and acknowledges every heartbeat,
+//! but with `renewed = false`: on one host a real node cannot be cut off from its peers
+//! while its provider still reaches it, as every loopback connection has the same
+//! source), and the exact drain acknowledgements (a real node only logs them). The
+//! nodes here are in-process `ProviderService` servers on real sockets that answer as
+//! `crates/orrery-server/src/service/provider.rs` does, and record what they get.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use orrery_proto::pb;
+use orrery_proto::pb::module_executor_client::ModuleExecutorClient;
 use orrery_proto::pb::provider_service_server::{ProviderService, ProviderServiceServer};
-use orrery_sdk::types::CType;
+use orrery_sdk::types::{CType, CValue};
 use orrery_sdk::{ConnectionState, Discovery, Module, ModuleError, Provider, SdkConfig};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -30,15 +33,29 @@ const GENERATION: u64 = 1;
 struct Seen {
     registrations: Vec<pb::RequestId>,
     attaches: Vec<(u64, u64)>,
+    drain_acks: Vec<u32>,
     deregistrations: Vec<(u64, u64)>,
 }
 
-/// A node that acknowledges heartbeats with `renewed`.
+/// A node that acknowledges heartbeats with `renewed`, and asks for a drain (once) at
+/// the first heartbeat after `drain` is set.
 #[derive(Clone)]
 struct FakeNode {
     node_id: u64,
     renewed: bool,
+    drain: Arc<AtomicBool>,
     seen: Arc<Mutex<Seen>>,
+}
+
+impl FakeNode {
+    fn new(node_id: u64, renewed: bool) -> Self {
+        FakeNode {
+            node_id,
+            renewed,
+            drain: Arc::default(),
+            seen: Arc::default(),
+        }
+    }
 }
 
 type Events = Pin<Box<dyn Stream<Item = Result<pb::RegisterEvent, Status>> + Send>>;
@@ -112,20 +129,37 @@ impl ProviderService for FakeNode {
                 body: Some(attached),
             }))
             .await;
-        let renewed = self.renewed;
+        let node = self.clone();
         tokio::spawn(async move {
+            let mut drain_sent = false;
             while let Some(Ok(message)) = incoming.next().await {
-                if let Some(pb::control_message::Body::Heartbeat(beat)) = message.body {
-                    let ack = pb::control_reply::Body::HeartbeatAck(pb::HeartbeatAck {
-                        sequence: beat.sequence,
-                        renewed,
-                    });
+                let mut answers = Vec::new();
+                match message.body {
+                    Some(pb::control_message::Body::Heartbeat(beat)) => {
+                        answers.push(pb::control_reply::Body::HeartbeatAck(pb::HeartbeatAck {
+                            sequence: beat.sequence,
+                            renewed: node.renewed,
+                        }));
+                        if node.drain.load(Ordering::SeqCst) && !drain_sent {
+                            drain_sent = true;
+                            answers.push(pb::control_reply::Body::Drain(pb::DrainRequest {
+                                deadline_ms: 30_000,
+                                reason: "operator".into(),
+                            }));
+                        }
+                    }
+                    Some(pb::control_message::Body::DrainAck(ack)) => {
+                        node.seen.lock().unwrap().drain_acks.push(ack.in_flight)
+                    }
+                    _ => {}
+                }
+                for body in answers {
                     if replies
-                        .send(Ok(pb::ControlReply { body: Some(ack) }))
+                        .send(Ok(pb::ControlReply { body: Some(body) }))
                         .await
                         .is_err()
                     {
-                        break;
+                        return;
                     }
                 }
             }
@@ -156,16 +190,8 @@ async fn serve(node: FakeNode) -> SocketAddr {
 /// provider: it deregisters that connection and `run` ends Ok.
 #[tokio::test]
 async fn leaves_a_node_that_cannot_renew() {
-    let cut_off = FakeNode {
-        node_id: 1,
-        renewed: false,
-        seen: Arc::default(),
-    };
-    let healthy = FakeNode {
-        node_id: 2,
-        renewed: true,
-        seen: Arc::default(),
-    };
+    let cut_off = FakeNode::new(1, false);
+    let healthy = FakeNode::new(2, true);
     let nodes = vec![
         serve(cut_off.clone()).await.to_string(),
         serve(healthy.clone()).await.to_string(),
@@ -219,4 +245,85 @@ async fn leaves_a_node_that_cannot_renew() {
         .flat_map(|n| n.seen.lock().unwrap().deregistrations.clone())
         .collect();
     assert_eq!(deregistered, [(CONNECTION, GENERATION)]);
+}
+
+/// A drain request is acknowledged at once with the calls in flight and again at zero,
+/// then the connection is deregistered and `run` ends Ok, with no shutdown.
+///
+/// Steps: one node; a provider of a `slow` module (answers when released) on a listener
+/// the test bound; wait until Active; call `slow` straight on the executor and wait
+/// until the handler has it; let the node ask for a drain; wait until the provider is
+/// Draining and the node has `DrainAck(1)`; release the call: it answers `"x"`; `run`
+/// ends Ok; the node got `DrainAck(1)`, `DrainAck(0)` and one deregistration.
+#[tokio::test]
+async fn acknowledges_a_drain_then_deregisters() {
+    let node = FakeNode::new(1, true);
+    let addr = serve(node.clone()).await.to_string();
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let slow = Module::typed("slow", "1", move |s: String| {
+        let started = started_tx.clone();
+        let gate = gate.clone();
+        async move {
+            let _ = started.send(());
+            gate.notified().await;
+            Ok::<_, ModuleError>(s)
+        }
+    });
+    let config = SdkConfig::new("acme", Discovery::Static(vec![addr]));
+    let provider = Provider::new(config, vec![slow]).unwrap();
+    let mut state = provider.state();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let executor = format!("http://{}", listener.local_addr().unwrap());
+    let running = tokio::spawn(provider.run(Some(listener), CancellationToken::new()));
+    let within = Duration::from_secs(10);
+    tokio::time::timeout(within, state.wait_for(ConnectionState::is_active))
+        .await
+        .expect("Active in time")
+        .unwrap();
+
+    let input = orrery_sdk::types::wire::to_pb(&CValue::String("x".into()));
+    let call = tokio::spawn(async move {
+        let mut client = ModuleExecutorClient::connect(executor).await.unwrap();
+        let request = pb::ExecuteRequest {
+            module: "slow".into(),
+            input: Some(input),
+            ..Default::default()
+        };
+        client.execute(request).await.unwrap().into_inner()
+    });
+    started.recv().await.expect("the handler got the call");
+    node.drain.store(true, Ordering::SeqCst);
+    tokio::time::timeout(
+        within,
+        state.wait_for(|s| matches!(s, ConnectionState::Draining { .. })),
+    )
+    .await
+    .expect("Draining in time")
+    .unwrap();
+    let start = std::time::Instant::now();
+    while node.seen.lock().unwrap().drain_acks.is_empty() {
+        assert!(start.elapsed() < within, "no DrainAck");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.seen.lock().unwrap().drain_acks, [1]);
+    assert!(node.seen.lock().unwrap().deregistrations.is_empty());
+
+    release.notify_one();
+    let answer = call.await.unwrap();
+    assert_eq!(
+        answer.result,
+        Some(pb::execute_response::Result::Output(
+            orrery_sdk::types::wire::to_pb(&CValue::String("x".into()))
+        ))
+    );
+    tokio::time::timeout(within, running)
+        .await
+        .expect("run ends in time")
+        .unwrap()
+        .expect("run ends Ok");
+    let seen = node.seen.lock().unwrap();
+    assert_eq!(seen.drain_acks, [1, 0]);
+    assert_eq!(seen.deregistrations, [(CONNECTION, GENERATION)]);
 }

@@ -124,9 +124,10 @@ pub async fn run(args: ReconnectArgs) -> Result<(), String> {
 
     println!("# reconnect: SIGKILL the provider's node, time until Active elsewhere");
     println!("# lease TTL {:?}, connection {connection}", args.lease_ttl);
-    println!("trial  killed  now_on    reattach_ms");
+    println!("trial  killed  was_leader  now_on  reattach_ms");
     let mut times = Vec::new();
     for trial in 1..=args.trials {
+        let leader = leader_id(&addrs).await;
         nodes.kill(node);
         let killed_at = Instant::now();
         let (now, on) = active(&mut state, Some(node), args.timeout).await?;
@@ -136,8 +137,9 @@ pub async fn run(args: ReconnectArgs) -> Result<(), String> {
                 "trial {trial}: the provider registered again (connection {now}, was {connection})"
             ));
         }
+        let was_leader = if leader == Some(node) { "yes" } else { "no" };
         println!(
-            "{trial:<6} {node:<7} {on:<9} {:.1}",
+            "{trial:<6} {node:<7} {was_leader:<11} {on:<7} {:.1}",
             elapsed.as_secs_f64() * 1e3
         );
         times.push(elapsed);
@@ -194,14 +196,26 @@ async fn status(addr: &str) -> Option<pb::StatusResponse> {
         .ok()
 }
 
+/// The leader as the first node of `addrs` that knows one says.
+async fn leader_id(addrs: &[String]) -> Option<u64> {
+    for addr in addrs {
+        if let Some(leader) = status(addr)
+            .await
+            .map(|s| s.leader_id)
+            .filter(|id| *id != 0)
+        {
+            return Some(leader);
+        }
+    }
+    None
+}
+
 /// Waits until one of `addrs` answers and knows a leader.
 async fn wait_for_leader(addrs: &[String], timeout: Duration) -> Result<(), String> {
     let start = Instant::now();
     while start.elapsed() < timeout {
-        for addr in addrs {
-            if status(addr).await.is_some_and(|s| s.leader_id != 0) {
-                return Ok(());
-            }
+        if leader_id(addrs).await.is_some() {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -18,8 +18,9 @@ use crate::support::PATIENCE;
 /// lease runs out: the connection is never expired nor registered twice,
 /// and the module stays callable through the surviving nodes.
 ///
-/// Steps: three nodes; a provider with a static list of all three and a 3 s
-/// lease; wait until Active (connection C on node N) and the module answers
+/// Steps: three nodes; a provider with a static list of all three, the
+/// leader first, and a 3 s lease; wait until Active (connection C on node
+/// N, the leader) and the module answers
 /// everywhere; record every state the provider goes through and watch the
 /// registry's changes from the registration on (through all nodes); SIGKILL
 /// node N; wait until the provider is Active on another node, with
@@ -31,10 +32,13 @@ use crate::support::PATIENCE;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reattaches_when_its_node_is_killed() {
     let (mut cluster, _) = three_nodes();
-    let mut provider = Running::start(
-        config("survivor", Discovery::Static(cluster.addrs.clone())),
-        vec![upper()],
-    );
+    // The leader first: the provider attaches where it registered, so the kill
+    // takes the leader too, and the re-attach waits for an election (long
+    // enough for every state on the way to be seen).
+    let leader = cluster.addrs[cluster.leader() as usize - 1].clone();
+    let mut nodes = vec![leader.clone()];
+    nodes.extend(cluster.addrs.iter().filter(|a| **a != leader).cloned());
+    let mut provider = Running::start(config("survivor", Discovery::Static(nodes)), vec![upper()]);
     let (connection, node) = provider.active().await;
     for addr in &cluster.addrs {
         assert_eq!(

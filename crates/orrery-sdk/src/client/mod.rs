@@ -46,6 +46,7 @@ mod calls;
 pub mod errors;
 mod watch;
 
+pub use calls::Executed;
 pub use errors::{ApiError, CallError, ClientError};
 pub use watch::WatchOptions;
 

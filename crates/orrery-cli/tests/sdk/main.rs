@@ -3,7 +3,8 @@
 //! (hickory-server in this process) whose records the tests change.
 //!
 //! - `discovery`: DNS A and SRV discovery, and following changed records.
-//! - `reconnect`: SIGKILL of the node a provider is attached to.
+//! - `reconnect`: SIGKILL or SIGSTOP of the node a provider is attached to,
+//!   and registering again after the lease ran out.
 //! - `drain`: shutdown by the token and an operator's drain.
 
 #[path = "../support/mod.rs"]

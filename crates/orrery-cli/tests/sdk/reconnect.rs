@@ -1,5 +1,7 @@
-//! SIGKILL of the node a provider's control stream is attached to.
+//! The node a provider's control stream is attached to dies (SIGKILL) or
+//! hangs (SIGSTOP), and the lease runs out when no node can be reached.
 
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -8,6 +10,7 @@ use orrery_proto::pb;
 use orrery_sdk::client::{Client, ClientConfig};
 use orrery_sdk::{ConnectionState, Discovery};
 
+use crate::dns::DnsServer;
 use crate::harness::{
     caller, config, connections, execute_eventually, hi, hi_upper, three_nodes, upper, Running,
     LEASE_TTL,
@@ -187,5 +190,86 @@ async fn leaves_a_node_that_stops_answering() {
         execute_eventually(&cluster.addrs[node as usize - 1], "hung.upper", hi()).await,
         hi_upper()
     );
+    provider.stop().await.unwrap();
+}
+
+/// When the lease did run out (no node could be reached for longer than the
+/// TTL), the provider registers again, once: a new connection replaces the
+/// expired one.
+///
+/// Steps: three nodes; DNS names only a follower F; run a provider with A
+/// discovery; wait until Active on F (connection C); SIGSTOP F, so that the
+/// provider reaches no node; wait until the cluster has expired C (no
+/// connection in the namespace, read through the other nodes); change the
+/// records to the other two nodes; wait until the provider is Active with a
+/// new connection, having gone through Registering; the namespace has
+/// exactly that one connection and the module answers; SIGCONT F.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_again_after_its_lease_ran_out() {
+    let (cluster, port) = three_nodes();
+    let leader = cluster.leader();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let others: Vec<u64> = (1..=3).filter(|id| *id != follower).collect();
+    let ip = |id: u64| Ipv4Addr::new(127, 0, 0, id as u8);
+    let dns = DnsServer::start("orrery.test.").await;
+    dns.set_a("nodes.orrery.test.", &[ip(follower)]).await;
+    let mut by_a = config(
+        "expiring",
+        Discovery::DnsA {
+            name: "nodes.orrery.test".into(),
+            port,
+        },
+    );
+    by_a.dns_server = Some(dns.addr);
+    let mut provider = Running::start(by_a, vec![upper()]);
+    let (first, node) = provider.active().await;
+    assert_eq!(node, follower);
+
+    let mut states = provider.state.clone();
+    let recorder = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while states.changed().await.is_ok() {
+            let state = states.borrow_and_update().clone();
+            let done = matches!(state, ConnectionState::Active { connection_id, .. } if connection_id != first);
+            seen.push(state);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    cluster.signal(follower, "STOP");
+    let reachable: Vec<String> = others
+        .iter()
+        .map(|id| cluster.addrs[*id as usize - 1].clone())
+        .collect();
+    let start = Instant::now();
+    while !connections(&reachable, "expiring").await.is_empty() {
+        assert!(start.elapsed() < PATIENCE, "the lease never ran out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    dns.set_a(
+        "nodes.orrery.test.",
+        &others.iter().map(|id| ip(*id)).collect::<Vec<_>>(),
+    )
+    .await;
+    let again = provider
+        .wait_for("Active with a new connection", |s| {
+            matches!(s, ConnectionState::Active { connection_id, .. } if *connection_id != first)
+        })
+        .await;
+    let seen = recorder.await.unwrap();
+    assert!(
+        seen.contains(&ConnectionState::Registering),
+        "no Registering in {seen:?}"
+    );
+    let now = connections(&reachable, "expiring").await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(Some(now[0].connection_id), again.connection_id());
+    assert_eq!(
+        execute_eventually(&reachable[0], "expiring.upper", hi()).await,
+        hi_upper()
+    );
+    cluster.signal(follower, "CONT");
     provider.stop().await.unwrap();
 }

@@ -38,11 +38,13 @@ struct Seen {
 }
 
 /// A node that acknowledges heartbeats with `renewed`, and asks for a drain (once) at
-/// the first heartbeat after `drain` is set.
+/// the first heartbeat after `drain` is set. With `register_fails` it answers every
+/// registration UNAVAILABLE after reading it, as a node that lost its leader mid-way.
 #[derive(Clone)]
 struct FakeNode {
     node_id: u64,
     renewed: bool,
+    register_fails: bool,
     drain: Arc<AtomicBool>,
     seen: Arc<Mutex<Seen>>,
 }
@@ -52,6 +54,7 @@ impl FakeNode {
         FakeNode {
             node_id,
             renewed,
+            register_fails: false,
             drain: Arc::default(),
             seen: Arc::default(),
         }
@@ -72,6 +75,9 @@ impl ProviderService for FakeNode {
     ) -> Result<Response<Events>, Status> {
         let id = request.into_inner().request_id.unwrap_or_default();
         self.seen.lock().unwrap().registrations.push(id);
+        if self.register_fails {
+            return Err(Status::unavailable("the leader went away"));
+        }
         let committed = pb::RegisterEvent {
             stage: pb::RegisterStage::Committed as i32,
             connection_id: CONNECTION,
@@ -326,4 +332,50 @@ async fn acknowledges_a_drain_then_deregisters() {
     let seen = node.seen.lock().unwrap();
     assert_eq!(seen.drain_acks, [1, 0]);
     assert_eq!(seen.deregistrations, [(CONNECTION, GENERATION)]);
+}
+
+/// A registration that fails on one node is retried on the next with the same request
+/// id, so the cluster commits it at most once.
+///
+/// Steps: node 1 answers every registration UNAVAILABLE, node 2 commits; run a provider
+/// listing node 1 first; it becomes Active on node 2; both nodes saw exactly one
+/// registration, with the same request id; stop it.
+#[tokio::test]
+async fn retries_a_registration_with_the_same_request_id() {
+    let failing = FakeNode {
+        register_fails: true,
+        ..FakeNode::new(1, true)
+    };
+    let committing = FakeNode::new(2, true);
+    let nodes = vec![
+        serve(failing.clone()).await.to_string(),
+        serve(committing.clone()).await.to_string(),
+    ];
+    let echo = Module::new("echo", "1", CType::String, CType::String, |v| async {
+        Ok::<_, ModuleError>(v)
+    });
+    let provider =
+        Provider::new(SdkConfig::new("acme", Discovery::Static(nodes)), vec![echo]).unwrap();
+    let mut state = provider.state();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(provider.run(None, shutdown.clone()));
+    let within = Duration::from_secs(10);
+    tokio::time::timeout(
+        within,
+        state.wait_for(|s| matches!(s, ConnectionState::Active { node: 2, .. })),
+    )
+    .await
+    .expect("Active on node 2 in time")
+    .unwrap();
+    let tried = failing.seen.lock().unwrap().registrations.clone();
+    let committed = committing.seen.lock().unwrap().registrations.clone();
+    assert_eq!(tried.len(), 1);
+    assert_eq!(committed, tried, "the retry carries the first request id");
+    assert!(!tried[0].client_id.is_empty());
+    shutdown.cancel();
+    tokio::time::timeout(within, running)
+        .await
+        .expect("run ends in time")
+        .unwrap()
+        .expect("run ends Ok");
 }

@@ -17,8 +17,9 @@ use orrery_proto::pb;
 use orrery_proto::pb::module_executor_client::ModuleExecutorClient;
 use orrery_proto::pb::provider_service_server::{ProviderService, ProviderServiceServer};
 use orrery_sdk::types::{CType, CValue};
-use orrery_sdk::{ConnectionState, Discovery, Module, ModuleError, Provider, SdkConfig};
+use orrery_sdk::{ConnectionState, Discovery, Module, ModuleError, Provider, SdkConfig, SdkError};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -174,6 +175,22 @@ impl ProviderService for FakeNode {
     }
 }
 
+/// `String -> String`, answering its input.
+fn echo() -> Module {
+    Module::new("echo", "1", CType::String, CType::String, |v| async {
+        Ok::<_, ModuleError>(v)
+    })
+}
+
+/// Waits (at most 10 s) for `run` to end, and checks it ended Ok.
+async fn ends_ok(running: JoinHandle<Result<(), SdkError>>) {
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("run ends in time")
+        .unwrap()
+        .expect("run ends Ok");
+}
+
 /// Serves `node` on 127.0.0.1, port 0, until the test ends.
 async fn serve(node: FakeNode) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -206,10 +223,7 @@ async fn leaves_a_node_that_cannot_renew() {
     config.request_timeout = Duration::from_secs(2);
     config.reconnect_backoff = Duration::from_millis(20);
     config.reconnect_backoff_cap = Duration::from_millis(100);
-    let echo = Module::new("echo", "1", CType::String, CType::String, |v| async {
-        Ok::<_, ModuleError>(v)
-    });
-    let provider = Provider::new(config, vec![echo]).unwrap();
+    let provider = Provider::new(config, vec![echo()]).unwrap();
     let mut state = provider.state();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(provider.run(None, shutdown.clone()));
@@ -241,11 +255,7 @@ async fn leaves_a_node_that_cannot_renew() {
     );
 
     shutdown.cancel();
-    tokio::time::timeout(within, running)
-        .await
-        .expect("run ends in time")
-        .unwrap()
-        .expect("run ends Ok");
+    ends_ok(running).await;
     let deregistered: Vec<_> = [&cut_off, &healthy]
         .iter()
         .flat_map(|n| n.seen.lock().unwrap().deregistrations.clone())
@@ -324,11 +334,7 @@ async fn acknowledges_a_drain_then_deregisters() {
             orrery_sdk::types::wire::to_pb(&CValue::String("x".into()))
         ))
     );
-    tokio::time::timeout(within, running)
-        .await
-        .expect("run ends in time")
-        .unwrap()
-        .expect("run ends Ok");
+    ends_ok(running).await;
     let seen = node.seen.lock().unwrap();
     assert_eq!(seen.drain_acks, [1, 0]);
     assert_eq!(seen.deregistrations, [(CONNECTION, GENERATION)]);
@@ -351,11 +357,11 @@ async fn retries_a_registration_with_the_same_request_id() {
         serve(failing.clone()).await.to_string(),
         serve(committing.clone()).await.to_string(),
     ];
-    let echo = Module::new("echo", "1", CType::String, CType::String, |v| async {
-        Ok::<_, ModuleError>(v)
-    });
-    let provider =
-        Provider::new(SdkConfig::new("acme", Discovery::Static(nodes)), vec![echo]).unwrap();
+    let provider = Provider::new(
+        SdkConfig::new("acme", Discovery::Static(nodes)),
+        vec![echo()],
+    )
+    .unwrap();
     let mut state = provider.state();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(provider.run(None, shutdown.clone()));
@@ -373,9 +379,5 @@ async fn retries_a_registration_with_the_same_request_id() {
     assert_eq!(committed, tried, "the retry carries the first request id");
     assert!(!tried[0].client_id.is_empty());
     shutdown.cancel();
-    tokio::time::timeout(within, running)
-        .await
-        .expect("run ends in time")
-        .unwrap()
-        .expect("run ends Ok");
+    ends_ok(running).await;
 }

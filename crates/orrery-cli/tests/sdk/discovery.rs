@@ -9,7 +9,8 @@ use orrery_sdk::{ConnectionState, Discovery};
 
 use crate::dns::DnsServer;
 use crate::harness::{
-    config, execute_eventually, gone_everywhere, hi, hi_upper, three_nodes, upper, Running,
+    by_dns_a, config, execute_eventually, gone_everywhere, hi, hi_upper, three_nodes, upper,
+    Running,
 };
 
 const ZONE: &str = "orrery.test.";
@@ -48,14 +49,7 @@ async fn finds_the_cluster_by_a_and_srv_records() {
     )
     .await;
 
-    let mut by_a = config(
-        "dnsa",
-        Discovery::DnsA {
-            name: "nodes.orrery.test".into(),
-            port,
-        },
-    );
-    by_a.dns_server = Some(dns.addr);
+    let by_a = by_dns_a("dnsa", &dns, port);
     let mut by_srv = config(
         "dnssrv",
         Discovery::DnsSrv {
@@ -119,14 +113,7 @@ async fn follows_changed_dns_records() {
     let (mut cluster, port) = three_nodes();
     let dns = DnsServer::start(ZONE).await;
     dns.set_a("nodes.orrery.test.", &[ip(1)]).await;
-    let mut by_a = config(
-        "moving",
-        Discovery::DnsA {
-            name: "nodes.orrery.test".into(),
-            port,
-        },
-    );
-    by_a.dns_server = Some(dns.addr);
+    let by_a = by_dns_a("moving", &dns, port);
     let mut provider = Running::start(by_a, vec![upper()]);
     let (connection, node) = provider.active().await;
     assert_eq!(node, 1, "only node 1 is in DNS");

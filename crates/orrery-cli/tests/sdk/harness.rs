@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::dns::DnsServer;
 use crate::support::{free_ports_on, NodeCluster, PATIENCE};
 
 /// The node addresses' hosts: node `i + 1` listens on `IPS[i]`.
@@ -46,6 +47,20 @@ pub fn config(namespace: &str, discovery: Discovery) -> SdkConfig {
     config.reconnect_backoff_cap = Duration::from_millis(500);
     config.connect_timeout = Duration::from_millis(500);
     config.request_timeout = Duration::from_secs(5);
+    config
+}
+
+/// [`config`] finding the nodes by the A records of `nodes.orrery.test` on
+/// `dns`, at `port`.
+pub fn by_dns_a(namespace: &str, dns: &DnsServer, port: u16) -> SdkConfig {
+    let mut config = config(
+        namespace,
+        Discovery::DnsA {
+            name: "nodes.orrery.test".into(),
+            port,
+        },
+    );
+    config.dns_server = Some(dns.addr);
     config
 }
 

@@ -12,8 +12,8 @@ use orrery_sdk::{ConnectionState, Discovery};
 
 use crate::dns::DnsServer;
 use crate::harness::{
-    caller, config, connections, execute_eventually, hi, hi_upper, three_nodes, upper, Running,
-    LEASE_TTL,
+    by_dns_a, caller, config, connections, execute_eventually, hi, hi_upper, three_nodes, upper,
+    Running, LEASE_TTL,
 };
 use crate::support::PATIENCE;
 
@@ -213,14 +213,7 @@ async fn registers_again_after_its_lease_ran_out() {
     let ip = |id: u64| Ipv4Addr::new(127, 0, 0, id as u8);
     let dns = DnsServer::start("orrery.test.").await;
     dns.set_a("nodes.orrery.test.", &[ip(follower)]).await;
-    let mut by_a = config(
-        "expiring",
-        Discovery::DnsA {
-            name: "nodes.orrery.test".into(),
-            port,
-        },
-    );
-    by_a.dns_server = Some(dns.addr);
+    let by_a = by_dns_a("expiring", &dns, port);
     let mut provider = Running::start(by_a, vec![upper()]);
     let (first, node) = provider.active().await;
     assert_eq!(node, follower);

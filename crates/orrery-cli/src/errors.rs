@@ -48,7 +48,7 @@ impl ExitCode for ClientError {
             ClientError::NoEndpoints | ClientError::InvalidEndpoint { .. } => EXIT_USAGE,
             ClientError::Api(e) if e.is_unavailability() => EXIT_UNAVAILABLE,
             ClientError::Api(_) => EXIT_REFUSED,
-            ClientError::Unavailable { .. } => EXIT_UNAVAILABLE,
+            ClientError::Unavailable { .. } | ClientError::Discovery(_) => EXIT_UNAVAILABLE,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `_orrery._tcp.NAME`, and records that change while the provider runs.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use orrery_sdk::client::{Client, ClientConfig};
 use orrery_sdk::discovery::resolve;
@@ -9,8 +10,8 @@ use orrery_sdk::{ConnectionState, Discovery};
 
 use crate::dns::DnsServer;
 use crate::harness::{
-    by_dns_a, config, execute_eventually, gone_everywhere, hi, hi_upper, three_nodes, upper,
-    Running,
+    by_dns_a, config, execute_eventually, execute_eventually_with, gone_everywhere, hi, hi_upper,
+    three_nodes, upper, Running,
 };
 
 const ZONE: &str = "orrery.test.";
@@ -107,16 +108,28 @@ async fn finds_the_cluster_by_a_and_srv_records() {
 /// provider with A discovery and wait until it is Active on node 1; change
 /// the records to nodes 2 and 3 only; SIGKILL node 1; wait until the
 /// provider is Active on node 2 or 3 with the same connection id; call its
-/// module through node 2.
+/// module through node 2, and through a caller built by discovery while
+/// the records named only node 1 (it finds the new nodes by itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_changed_dns_records() {
     let (mut cluster, port) = three_nodes();
     let dns = DnsServer::start(ZONE).await;
     dns.set_a("nodes.orrery.test.", &[ip(1)]).await;
     let by_a = by_dns_a("moving", &dns, port);
+    let dns_server = by_a.dns_server;
+    let discovery = by_a.discovery.clone();
     let mut provider = Running::start(by_a, vec![upper()]);
     let (connection, node) = provider.active().await;
     assert_eq!(node, 1, "only node 1 is in DNS");
+    let mut budget = ClientConfig::new(Vec::new());
+    budget.timeout = Duration::from_secs(10);
+    let caller = Client::discover(discovery, dns_server, budget)
+        .await
+        .unwrap();
+    assert_eq!(
+        execute_eventually_with(&caller, "moving.upper", hi()).await,
+        hi_upper()
+    );
 
     dns.set_a("nodes.orrery.test.", &[ip(2), ip(3)]).await;
     cluster.kill(1);
@@ -129,6 +142,11 @@ async fn follows_changed_dns_records() {
     assert_eq!(moved.connection_id(), Some(connection));
     assert_eq!(
         execute_eventually(&cluster.addrs[1], "moving.upper", hi()).await,
+        hi_upper()
+    );
+    // The caller that knew only node 1 finds nodes 2 and 3 by the new records.
+    assert_eq!(
+        caller.execute("moving.upper", hi()).await.unwrap(),
         hi_upper()
     );
     provider.stop().await.unwrap();

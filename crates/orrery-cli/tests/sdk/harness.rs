@@ -146,14 +146,19 @@ pub fn caller(addr: &str) -> Client {
 /// may learn of a registration one replication round late), at most
 /// [`PATIENCE`].
 pub async fn execute_eventually(addr: &str, module: &str, input: CValue) -> CValue {
-    let client = caller(addr);
+    execute_eventually_with(&caller(addr), module, input).await
+}
+
+/// As [`execute_eventually`], through `client`.
+pub async fn execute_eventually_with(client: &Client, module: &str, input: CValue) -> CValue {
     let start = std::time::Instant::now();
     loop {
         match client.execute(module, input.clone()).await {
             Ok(output) => return output,
             Err(e) => assert!(
                 start.elapsed() < PATIENCE,
-                "{module} via {addr} never answered: {e}"
+                "{module} via {} never answered: {e}",
+                client.current_endpoint()
             ),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

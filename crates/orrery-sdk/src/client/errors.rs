@@ -137,6 +137,9 @@ pub enum ClientError {
     /// A node answered with an error that another try would not change.
     #[error("{0}")]
     Api(ApiError),
+    /// Discovery found no node (see [`crate::client::Client::discover`]).
+    #[error(transparent)]
+    Discovery(crate::discovery::DiscoveryError),
     /// No node answered within the budget: every try failed to connect or
     /// was told to go elsewhere.
     #[error("cluster unavailable: no endpoint answered within {budget:?}: {last}")]
@@ -157,6 +160,7 @@ impl ClientError {
     pub fn code_name(&self) -> Option<String> {
         match self {
             ClientError::NoEndpoints | ClientError::InvalidEndpoint { .. } => None,
+            ClientError::Discovery(_) => Some("UNAVAILABLE".to_string()),
             ClientError::Api(e) => Some(e.code_name()),
             ClientError::Unavailable { last_code, .. } => Some(match last_code {
                 Some(code) if *code != pb::ErrorCode::Unspecified => {

@@ -47,6 +47,11 @@ pub mod errors;
 mod watch;
 
 pub use calls::Executed;
+
+use std::net::SocketAddr;
+
+use crate::config::Discovery;
+use crate::discovery::Resolver;
 pub use errors::{ApiError, CallError, ClientError};
 pub use watch::WatchOptions;
 
@@ -164,6 +169,8 @@ pub struct Client {
     config: ClientConfig,
     state: Mutex<State>,
     request_ids: RequestIds,
+    /// Where to find more nodes after a round in which none answered.
+    discovery: Option<Resolver>,
 }
 
 impl Client {
@@ -195,7 +202,47 @@ impl Client {
                 channels: HashMap::new(),
             }),
             request_ids,
+            discovery: None,
         })
+    }
+
+    /// A client of the nodes `discovery` names (asking `dns_server`, or the system's
+    /// resolver, for the DNS kinds): resolved now, and again after every round of a call
+    /// in which no node answered, so a cluster whose nodes moved is found again. The
+    /// endpoints of `config` are replaced by the ones found.
+    pub async fn discover(
+        discovery: Discovery,
+        dns_server: Option<SocketAddr>,
+        mut config: ClientConfig,
+    ) -> Result<Self, ClientError> {
+        let resolver = Resolver::new(discovery, dns_server).map_err(ClientError::Discovery)?;
+        config.endpoints = resolver.resolve().await.map_err(ClientError::Discovery)?;
+        let mut client = Self::new(config)?;
+        client.discovery = Some(resolver);
+        Ok(client)
+    }
+
+    /// Adds the nodes discovery names now to the targets (none are dropped: a node that
+    /// left is merely never answered).
+    async fn rediscover(&self) {
+        let Some(resolver) = &self.discovery else {
+            return;
+        };
+        match resolver.resolve().await {
+            Ok(nodes) => {
+                let found: Vec<Target> = nodes
+                    .iter()
+                    .filter_map(|node| parse_endpoint(node).ok())
+                    .collect();
+                let mut state = self.lock();
+                for target in found {
+                    if !state.targets.contains(&target) {
+                        state.targets.push(target);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "discovery failed; keeping the nodes known"),
+        }
     }
 
     /// The configuration.
@@ -327,6 +374,7 @@ impl Client {
                     code: Some(error.code),
                 });
             }
+            self.rediscover().await;
             match time_left(deadline) {
                 Some(left) if left > backoff => tokio::time::sleep(backoff).await,
                 _ => return Err(self.unavailable(attempts, last)),

@@ -9,6 +9,7 @@
 //! - `leader`, `kill-leader`, `wait-member`: the steps of a failover trial.
 //! - `execute`, `heartbeats`, `registrations`: the provider benchmarks, with
 //!   an in-process executor; `provider-table` prints their results again.
+//! - `reconnect`: an SDK provider's re-attach time when its node dies.
 
 mod etcd;
 mod executor;
@@ -17,6 +18,7 @@ mod payload;
 mod probe;
 mod provider;
 mod providers;
+mod reconnect;
 mod report;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -61,6 +63,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// SIGKILLs the node an SDK provider is attached to, again and again,
+    /// and times each re-attach to another node.
+    Reconnect(reconnect::ReconnectArgs),
     /// Waits until the Orrery cluster has a leader; prints `ID ADDR`.
     Leader {
         /// Orrery nodes, `host:port`, comma-separated.
@@ -200,6 +205,7 @@ fn main() -> ExitCode {
             Command::Heartbeats(args) => providers::heartbeats(args).await,
             Command::Registrations(args) => providers::registrations(args).await,
             Command::ProviderTable { files } => report::provider_table(&files),
+            Command::Reconnect(args) => reconnect::run(args).await,
             Command::Leader { endpoints, timeout } => probe::leader(&endpoints, timeout).await,
             Command::KillLeader {
                 endpoints,

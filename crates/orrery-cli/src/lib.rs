@@ -4,7 +4,7 @@
 //! - [`args`]: the grammar (clap): global options and every command.
 //! - [`config`]: settings from flags, `ORRERY_*` variables, the config file
 //!   and defaults, in that order of precedence.
-//! - [`client`]: the connection to a cluster, with endpoint failover,
+//! - [`client`]: the connection to a cluster (the SDK's caller client), with endpoint failover,
 //!   leader hints, time budgets and request ids; usable for any service.
 //! - [`cmd`]: one module per command group, turning arguments into requests.
 //! - [`output`]: the views of the answers, as tables or stable JSON.

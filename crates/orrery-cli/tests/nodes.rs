@@ -2,126 +2,14 @@
 //! processes on loopback, real sled directories, SIGKILL and SIGTERM, and the
 //! client commands against them.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
-const ORRERY: &str = env!("CARGO_BIN_EXE_orrery");
-
-/// How long a cluster gets to elect a leader or catch up.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Runs `orrery ARGS` and returns what it printed and its exit status.
-fn orrery(args: &[&str]) -> Output {
-    Command::new(ORRERY)
-        .args(args)
-        .output()
-        .expect("orrery runs")
-}
-
-/// Runs `orrery ARGS -o json` and parses standard output, or `None` when it failed.
-fn orrery_json(args: &[&str]) -> Option<Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let output = orrery(&all);
-    output
-        .status
-        .success()
-        .then(|| serde_json::from_slice(&output.stdout).expect("JSON output"))
-}
-
-/// Polls `check` (a query of the cluster through the binary) until it
-/// answers, for at most [`PATIENCE`]. The cluster runs in other processes,
-/// so asking it again is the only event there is to wait on.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The first of `n` consecutive ports that are free now, below the kernel's ephemeral
-/// range (32768 and up) so that outgoing connections of concurrent tests cannot take
-/// them between this check and the node binding them.
-fn free_consecutive_ports(n: u16) -> u16 {
-    // Spread the candidates by process id so parallel test binaries start apart.
-    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
-    (start..32_000)
-        .step_by(usize::from(n) + 1)
-        .find(|base| {
-            let held: Vec<_> = (0..n)
-                .map_while(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-                .collect();
-            held.len() == usize::from(n)
-        })
-        .expect("some free consecutive ports below 32000")
-}
-
-/// A running `orrery` process, SIGKILLed and reaped when dropped (so a
-/// failing test leaves nothing behind).
-struct Process {
-    child: Child,
-}
-
-impl Process {
-    /// `orrery node` number `id` of the cluster `initial_cluster`.
-    fn node(id: u64, port: u16, initial_cluster: &str, data: &Path) -> Process {
-        let mut command = Command::new(ORRERY);
-        command
-            .args([
-                "node",
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--data-dir")
-            .arg(data.join(format!("node{id}")))
-            .args(["--initial-cluster", initial_cluster])
-            .stdout(Stdio::null());
-        Process::spawn(command)
-    }
-
-    /// Starts `command` with the node logs silenced.
-    fn spawn(mut command: Command) -> Process {
-        let child = command
-            .env("RUST_LOG", "off")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("orrery starts");
-        Process { child }
-    }
-
-    /// Sends SIGTERM and returns how the process exited.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn leader_of(endpoints: &str) -> Option<u64> {
-    let status = orrery_json(&["--endpoints", endpoints, "cluster", "status"])?;
-    status["leader_id"].as_u64().filter(|id| *id != 0)
-}
+use support::{
+    eventually, free_consecutive_ports, leader_of, orrery, orrery_json, Process, ORRERY,
+};
 
 fn namespaces_on(endpoint: &str, consistency: &str) -> Option<Vec<String>> {
     let list = orrery_json(&[
@@ -161,7 +49,7 @@ fn three_processes_survive_a_leader_kill() {
         .join(",");
     let all = (0..3).map(addr).collect::<Vec<_>>().join(",");
     let mut nodes: Vec<Option<Process>> = (0..3)
-        .map(|i| Some(Process::node(i as u64 + 1, ports[i], &initial, data.path())))
+        .map(|i| Some(Process::node(i as u64 + 1, &addr(i), &initial, data.path())))
         .collect();
 
     let leader = eventually("a leader", || leader_of(&all));
@@ -206,7 +94,7 @@ fn three_processes_survive_a_leader_kill() {
     );
     assert_ne!(eventually("a new leader", || leader_of(&survivors)), leader);
 
-    nodes[killed] = Some(Process::node(leader, ports[killed], &initial, data.path()));
+    nodes[killed] = Some(Process::node(leader, &addr(killed), &initial, data.path()));
     let caught_up = eventually("the restarted node to catch up", || {
         namespaces_on(&addr(killed), "stale").filter(|names| names.len() == 2)
     });

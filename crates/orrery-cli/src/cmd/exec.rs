@@ -6,19 +6,20 @@
 //! 2. `--input` is decoded as typed JSON against the input type; a value
 //!    that does not fit is [`CliError::InvalidInput`] (exit code 2) and
 //!    nothing is executed.
-//! 3. `Registry.Execute` runs it, with the client's time budget as
-//!    `timeout_ms`. The output is printed as typed JSON against the output
-//!    type; an `ExecutionError` is [`CliError::Execution`].
+//! 3. The SDK's [`Client::execute_with`] runs it (`Registry.Execute`, with
+//!    the client's time budget as `timeout_ms`). The output is printed as
+//!    typed JSON against the output type; an `ExecutionError` is
+//!    [`CallError::Execution`].
 
 use std::time::Duration;
 
 use orrery_proto::pb;
-use orrery_types::{json, schema, wire, CType};
+use orrery_types::{json, schema, CType};
 
 use crate::args::ExecArgs;
 use crate::client::Client;
 use crate::cmd::modules::get_module;
-use crate::errors::CliError;
+use crate::errors::{CallError, CliError};
 use crate::output::modules::ExecView;
 use crate::output::{render, OutputFormat};
 
@@ -46,55 +47,35 @@ pub async fn run(
         module: module.clone(),
         source,
     })?;
-    let request = pb::ExecuteModuleRequest {
-        qualified_name: module.clone(),
-        input: Some(wire::to_pb(&value)),
-        metadata: metadata.into_iter().collect(),
-        timeout_ms: u64::try_from(client.config().timeout.as_millis()).unwrap_or(u64::MAX),
-        execution_id: String::new(),
-    };
-    let response = client
-        .registry(request, |mut registry, request| async move {
-            registry.execute(request).await
-        })
+    let executed = client
+        .execute_with(&module, value, metadata.into_iter().collect())
         .await?;
-    let output = match response.result {
-        Some(pb::execute_module_response::Result::Output(output)) => output,
-        Some(pb::execute_module_response::Result::Error(error)) => {
-            return Err(CliError::Execution {
-                code: pb::ExecutionErrorCode::try_from(error.code).unwrap_or_default(),
-                message: error.message,
-            })
-        }
-        None => {
-            return Err(CliError::BadAnswer(format!(
-                "{module}: the answer carries neither an output nor an error"
-            )))
-        }
-    };
-    let output = wire::from_pb(output)
-        .and_then(|value| json::encode(&value, &output_type))
-        .map_err(|e| CliError::BadAnswer(format!("{module}: output: {e}")))?;
+    let output = json::encode(&executed.output, &output_type)
+        .map_err(|e| bad_answer(format!("{module}: output: {e}")))?;
     Ok(render(
         format,
         &ExecView {
             output,
-            connection_id: response.connection_id,
-            version: response.version,
-            execution_id: response.execution_id,
+            connection_id: executed.connection_id,
+            version: executed.version,
+            execution_id: executed.execution_id,
         },
     ))
 }
 
-/// A module's declared type, or [`CliError::BadAnswer`] when the registry
+/// A module's declared type, or [`CallError::BadAnswer`] when the registry
 /// sent none or one that does not read.
 fn module_type(
     module: &str,
     which: &str,
     schema: Option<&pb::TypeSchema>,
 ) -> Result<CType, CliError> {
-    let schema = schema
-        .ok_or_else(|| CliError::BadAnswer(format!("{module}: the {which} type is missing")))?;
-    schema::to_ctype(schema)
-        .map_err(|e| CliError::BadAnswer(format!("{module}: the {which} type: {e}")))
+    let schema =
+        schema.ok_or_else(|| bad_answer(format!("{module}: the {which} type is missing")))?;
+    schema::to_ctype(schema).map_err(|e| bad_answer(format!("{module}: the {which} type: {e}")))
+}
+
+/// An answer the command cannot use, explained by `message`.
+fn bad_answer(message: String) -> CliError {
+    CliError::Call(CallError::BadAnswer(message))
 }

@@ -45,13 +45,5 @@ pub async fn get_module(
     qualified_name: String,
     consistency: pb::ReadConsistency,
 ) -> Result<pb::GetModuleResponse, ClientError> {
-    let request = pb::GetModuleRequest {
-        qualified_name,
-        consistency: consistency as i32,
-    };
-    client
-        .registry(request, |mut registry, request| async move {
-            registry.get_module(request).await
-        })
-        .await
+    client.get_module(&qualified_name, consistency).await
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use orrery_cli::args::{ClusterCommand, Consistency, NamespacesCommand};
 use orrery_cli::client::{Client, ClientConfig, RequestIds};
 use orrery_cli::cmd;
-use orrery_cli::errors::{ClientError, EXIT_REFUSED, EXIT_UNAVAILABLE};
+use orrery_cli::errors::{ClientError, ExitCode, EXIT_REFUSED, EXIT_UNAVAILABLE};
 use orrery_cli::output::OutputFormat;
 use orrery_proto::pb;
 

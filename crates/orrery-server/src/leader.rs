@@ -35,6 +35,11 @@ use crate::node::NodeCore;
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read waits for the leader's confirmation and the local replica to catch up.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node's lease renewals or canary reports may take at the leader, leadership
+/// check included: a small fraction of the shortest lease, so that a node whose leader is
+/// cut off or paused soon reports its renewals as failed (and its providers move on)
+/// instead of waiting for a write's timeout while the new leader's grace runs out.
+pub(crate) const LEASE_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// How many times a forwarded op follows a new leader hint.
 const MAX_HOPS: usize = 3;
 /// How far behind the leader's last log a learner may be and still be promoted.
@@ -139,6 +144,7 @@ impl NodeCore {
         let payload = bincode::serialize(op).map_err(|e| ApiError::Internal(e.to_string()))?;
         let timeout = match op {
             LeaderOp::ReadIndex => READ_TIMEOUT,
+            LeaderOp::RenewLeases(_) | LeaderOp::ReportCanary(_) => LEASE_CALL_TIMEOUT,
             _ => WRITE_TIMEOUT + Duration::from_secs(1),
         };
         let reply = self
@@ -243,6 +249,17 @@ impl NodeCore {
                 Ok(LeaderReply::Membership)
             }
             LeaderOp::RenewLeases(renewals) => {
+                // A leader that a partition or a pause has already replaced must not
+                // answer "renewed": the new leader never saw these renewals. Confirming
+                // leadership with a quorum first means a renewal answered here was
+                // received before any new leader's election, whose grace covers it.
+                within(
+                    LEASE_CALL_TIMEOUT,
+                    "leadership check",
+                    self.raft.ensure_linearizable(),
+                )
+                .await?
+                .map_err(read_error)?;
                 self.ensure_leader()?;
                 let results = self.renew_leases(&renewals);
                 Ok(LeaderReply::Renewed(results))

@@ -9,6 +9,11 @@
 //! old one held its renewals. When a deadline passes, or a Draining connection's drain
 //! deadline (leader wall clock) passes, the leader commits `ExpireConnections` naming the
 //! generation it ends.
+//!
+//! A renewal counts only when the leader confirmed its leadership with a quorum before
+//! taking it, and a batch gets [`LEASE_CALL_TIMEOUT`] in all: a node cut off from the
+//! leader, or attached to a deposed one, acks heartbeats with `renewed = false` within
+//! about a second, so its providers move to another node well inside their lease.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -23,8 +28,10 @@ use orrery_types::cmd::Cmd;
 use orrery_types::cmd::ConnectionRef;
 use tokio_util::sync::CancellationToken;
 
+use crate::errors::ApiError;
 use crate::leader::LeaderOp;
 use crate::leader::LeaderReply;
+use crate::leader::LEASE_CALL_TIMEOUT;
 use crate::node::NodeCore;
 use crate::ticker::every;
 
@@ -158,7 +165,17 @@ async fn send_renewals(core: &NodeCore) {
     if batch.is_empty() {
         return;
     }
-    let results = match core.leader_call(LeaderOp::RenewLeases(batch.clone())).await {
+    let renewal = core.leader_call(LeaderOp::RenewLeases(batch.clone()));
+    // Bounded as a whole, the wait for a leader included: a batch that cannot reach a
+    // working leader soon counts as not renewed, so heartbeats are acked `renewed = false`.
+    let answer = tokio::time::timeout(LEASE_CALL_TIMEOUT, renewal)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Timeout(format!(
+                "lease renewal took longer than {LEASE_CALL_TIMEOUT:?}"
+            )))
+        });
+    let results = match answer {
         Ok(LeaderReply::Renewed(results)) if results.len() == batch.len() => results,
         Ok(other) => {
             tracing::warn!(reply = ?other, "lease renewal answered with something else");

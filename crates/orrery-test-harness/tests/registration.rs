@@ -482,3 +482,134 @@ async fn a_connection_that_never_attaches_expires_after_one_ttl() {
     assert!(gone_after >= Duration::from_millis(950), "{gone_after:?}");
     assert!(gone_after <= Duration::from_millis(2_000), "{gone_after:?}");
 }
+
+/// A control stream attached to `addr` for a fresh registration of `namespace`, through
+/// which the test sends heartbeats one by one and reads their acks.
+struct AttachedStream {
+    outgoing: tokio::sync::mpsc::UnboundedSender<pb::ControlMessage>,
+    replies: tonic::Streaming<pb::ControlReply>,
+    sequence: u64,
+}
+
+impl AttachedStream {
+    async fn open(addr: &str, namespace: &str) -> AttachedStream {
+        let executor = healthy_executor().await;
+        let events = register(
+            addr,
+            request(
+                namespace,
+                namespace,
+                "",
+                &executor,
+                vec![module("upper", CType::String, CType::String)],
+            ),
+        )
+        .await;
+        assert_eq!(events.last().unwrap().stage(), pb::RegisterStage::Active);
+        let committed = &events[3];
+        let (outgoing, receiver) = tokio::sync::mpsc::unbounded_channel();
+        outgoing
+            .send(pb::ControlMessage {
+                body: Some(pb::control_message::Body::Attach(pb::Attach {
+                    connection_id: committed.connection_id,
+                    generation: committed.generation,
+                })),
+            })
+            .unwrap();
+        let mut client = ProviderServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(receiver);
+        let mut replies = client.control_plane(stream).await.unwrap().into_inner();
+        let attached = replies.message().await.unwrap().unwrap();
+        assert!(matches!(
+            attached.body,
+            Some(pb::control_reply::Body::Attached(_))
+        ));
+        AttachedStream {
+            outgoing,
+            replies,
+            sequence: 0,
+        }
+    }
+
+    /// Sends one heartbeat and answers its ack's `renewed`.
+    async fn heartbeat(&mut self) -> bool {
+        self.sequence += 1;
+        self.outgoing
+            .send(pb::ControlMessage {
+                body: Some(pb::control_message::Body::Heartbeat(pb::Heartbeat {
+                    sequence: self.sequence,
+                    in_flight: 0,
+                })),
+            })
+            .unwrap();
+        loop {
+            let reply = tokio::time::timeout(Duration::from_secs(5), self.replies.message())
+                .await
+                .expect("an ack within 5 s")
+                .unwrap()
+                .expect("the stream stays open");
+            if let Some(pb::control_reply::Body::HeartbeatAck(ack)) = reply.body {
+                if ack.sequence == self.sequence {
+                    return ack.renewed;
+                }
+            }
+        }
+    }
+
+    /// Heartbeats every 100 ms until an ack says `renewed == wanted`; answers how long
+    /// that took, failing after `patience`.
+    async fn until_renewed_is(&mut self, wanted: bool, patience: Duration) -> Duration {
+        let start = std::time::Instant::now();
+        while self.heartbeat().await != wanted {
+            assert!(
+                start.elapsed() < patience,
+                "no ack with renewed = {wanted} within {patience:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        start.elapsed()
+    }
+}
+
+/// A node whose leader stops answering (its forwarded renewals hang) acks heartbeats with
+/// `renewed = false` within about a second, well inside a 5 s lease, instead of repeating
+/// its last success; once the leader answers again, renewals succeed again.
+/// Steps: attach a connection on a follower; see a renewed ack; delay every message from
+/// the follower to the leader by 30 s; expect `renewed = false` within 3 s; remove the
+/// delay; expect `renewed = true` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_stuck_on_the_way_to_the_leader_are_reported_unrenewed() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = *cluster.ids().iter().find(|id| **id != leader).unwrap();
+    let mut stream = AttachedStream::open(&cluster.addr(follower), "stuck").await;
+    stream.until_renewed_is(true, Duration::from_secs(5)).await;
+
+    cluster
+        .filter()
+        .delay(follower, leader, Duration::from_secs(30));
+    let noticed = stream.until_renewed_is(false, Duration::from_secs(3)).await;
+    assert!(noticed < Duration::from_secs(3), "{noticed:?}");
+
+    cluster.filter().delay(follower, leader, Duration::ZERO);
+    stream.until_renewed_is(true, Duration::from_secs(5)).await;
+}
+
+/// A leader cut off from both followers no longer answers its own providers' heartbeats
+/// with `renewed = true`: the followers elect a new leader that never sees those renewals.
+/// Steps: attach a connection on the leader; see a renewed ack; isolate the leader; expect
+/// `renewed = false` within 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_does_not_report_renewals() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let mut stream = AttachedStream::open(&cluster.addr(leader), "deposed").await;
+    stream.until_renewed_is(true, Duration::from_secs(5)).await;
+
+    cluster.filter().isolate(leader);
+    let noticed = stream.until_renewed_is(false, Duration::from_secs(3)).await;
+    assert!(noticed < Duration::from_secs(3), "{noticed:?}");
+    cluster.filter().unblock_all();
+}

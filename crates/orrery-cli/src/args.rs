@@ -172,6 +172,10 @@ pub struct DevArgs {
     /// The loopback address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Also run the echo provider (`echo.echo`, `echo.greet`, `echo.summarize`,
+    /// `echo.area`) against the cluster, and print a command that calls it.
+    #[arg(long)]
+    pub demo: bool,
     /// Log format on standard error; the level comes from RUST_LOG.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: LogFormat,

@@ -122,6 +122,9 @@ pub enum CliError {
     /// could not be used.
     #[error(transparent)]
     Call(CallError),
+    /// The demo provider of `orrery dev --demo` was refused or failed.
+    #[error("the demo provider: {0}")]
+    Demo(#[from] orrery_sdk::SdkError),
 }
 
 impl From<CallError> for CliError {
@@ -149,7 +152,8 @@ impl CliError {
             CliError::Call(_)
             | CliError::Output(_)
             | CliError::Listen { .. }
-            | CliError::Node(_) => EXIT_REFUSED,
+            | CliError::Node(_)
+            | CliError::Demo(_) => EXIT_REFUSED,
         }
     }
 

@@ -40,3 +40,5 @@ pub use orrery_types as types;
 pub use provider::Provider;
 pub use state::ConnectionState;
 pub use typed::{OrreryType, ValueError};
+/// `#[derive(OrreryType)]` for structs and enums; see the `orrery-sdk-derive` crate.
+pub use orrery_sdk_derive::OrreryType;

@@ -1,0 +1,120 @@
+//! No lost acknowledged write: when a key's last write was acknowledged and
+//! nothing else could have touched the key after it, the final read after
+//! healing must show its effect.
+
+use crate::history::{NsAnswer, NsCall, Op};
+
+/// The outcome of checking one key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LastWrite {
+    /// The final read shows the last acknowledged write.
+    Kept,
+    /// The final read does not show it: the write and the final read.
+    Lost(Box<(Op, Op)>),
+    /// Not decidable: no final read, no acknowledged write, or another write
+    /// overlapped it or may still have happened after it.
+    Undecided,
+}
+
+/// Checks one key; `final_read` is the read made after healing.
+pub fn check_key(ops: &[&Op], final_read: Option<&Op>) -> LastWrite {
+    let Some(NsAnswer::Owner { group: seen }) = final_read.and_then(Op::answer) else {
+        return LastWrite::Undecided;
+    };
+    let writes: Vec<&Op> = ops
+        .iter()
+        .copied()
+        .filter(|op| op.call.is_write() && !op.is_fail())
+        .collect();
+    let Some(last) = writes
+        .iter()
+        .filter(|op| op.answer().is_some())
+        .max_by_key(|op| op.complete_ns)
+    else {
+        return LastWrite::Undecided;
+    };
+    let alone = writes
+        .iter()
+        .all(|op| op.index == last.index || (!op.is_info() && op.complete_ns < last.invoke_ns));
+    let expected = match (&last.call, last.answer()) {
+        (NsCall::Reserve { group }, Some(NsAnswer::Reserved { .. })) => Some(group.clone()),
+        (NsCall::Release, Some(NsAnswer::Released { .. } | NsAnswer::NotReserved)) => None,
+        _ => return LastWrite::Undecided,
+    };
+    match (alone, expected == *seen) {
+        (false, _) => LastWrite::Undecided,
+        (true, true) => LastWrite::Kept,
+        (true, false) => LastWrite::Lost(Box::new((
+            (*last).clone(),
+            final_read.cloned().expect("matched above"),
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Completion;
+
+    fn op(index: u64, span: (u64, u64), call: NsCall, completion: Completion) -> Op {
+        Op {
+            index,
+            process: 0,
+            key: "k".into(),
+            call,
+            serial: index,
+            invoke_ns: span.0,
+            complete_ns: span.1,
+            completion,
+            node: 1,
+            attempts: 1,
+        }
+    }
+
+    fn ok(answer: NsAnswer) -> Completion {
+        Completion::Ok { answer }
+    }
+
+    #[test]
+    fn a_final_read_without_the_last_acknowledged_reservation_is_a_lost_write() {
+        let reserve = NsCall::Reserve { group: "g1".into() };
+        let write = op(
+            0,
+            (0, 10),
+            reserve.clone(),
+            ok(NsAnswer::Reserved { changed: true }),
+        );
+        let free = op(
+            1,
+            (100, 110),
+            NsCall::Read,
+            ok(NsAnswer::Owner { group: None }),
+        );
+        let held = op(
+            2,
+            (100, 110),
+            NsCall::Read,
+            ok(NsAnswer::Owner {
+                group: Some("g1".into()),
+            }),
+        );
+        assert!(matches!(
+            check_key(&[&write], Some(&free)),
+            LastWrite::Lost(_)
+        ));
+        assert_eq!(check_key(&[&write], Some(&held)), LastWrite::Kept);
+        // A write that may still land after it makes the key undecidable.
+        let maybe = op(
+            3,
+            (5, 8),
+            NsCall::Release,
+            Completion::Info {
+                error: "timed out".into(),
+            },
+        );
+        assert_eq!(
+            check_key(&[&write, &maybe], Some(&free)),
+            LastWrite::Undecided
+        );
+    }
+}

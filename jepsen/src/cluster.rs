@@ -1,0 +1,196 @@
+//! The cluster under test as the runner sees it: the node processes and a
+//! gRPC client per node, plus the questions the runner asks of the whole
+//! cluster (who leads, has every replica caught up, what does each hold).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use orrery_proto::pb;
+use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
+use tokio::time::{sleep, timeout, Instant};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::checker::digest::{NamespaceRow, ReplicaState};
+use crate::net;
+use crate::node::{NodeProcess, NodeSpec};
+
+/// How long a status or read call of the runner's own may take.
+const ADMIN_CALL: Duration = Duration::from_secs(2);
+/// How often the runner polls while it waits for the cluster.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The nodes and a client of each.
+pub struct Cluster {
+    /// Node ids, in order.
+    pub ids: Vec<u64>,
+    nodes: BTreeMap<u64, NodeProcess>,
+    clients: BTreeMap<u64, ClusterAdminClient<Channel>>,
+}
+
+impl Cluster {
+    /// Prepares `count` nodes (ids 1..=count) without starting them.
+    pub fn new(
+        count: u64,
+        binary: std::path::PathBuf,
+        run_dir: std::path::PathBuf,
+    ) -> anyhow::Result<Self> {
+        let ids: Vec<u64> = (1..=count).collect();
+        let initial_cluster = ids
+            .iter()
+            .map(|id| format!("{id}={}", net::node_addr(*id)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let spec = NodeSpec {
+            binary,
+            initial_cluster,
+            run_dir,
+        };
+        let mut nodes = BTreeMap::new();
+        let mut clients = BTreeMap::new();
+        for &id in &ids {
+            nodes.insert(id, NodeProcess::new(id, spec.clone())?);
+            clients.insert(id, client(id)?);
+        }
+        Ok(Cluster {
+            ids,
+            nodes,
+            clients,
+        })
+    }
+
+    /// A client of node `id`.
+    pub fn client(&self, id: u64) -> ClusterAdminClient<Channel> {
+        self.clients[&id].clone()
+    }
+
+    /// Every node's client, by id.
+    pub fn clients(&self) -> BTreeMap<u64, ClusterAdminClient<Channel>> {
+        self.clients.clone()
+    }
+
+    /// Node `id`'s process.
+    pub fn node(&mut self, id: u64) -> &mut NodeProcess {
+        self.nodes.get_mut(&id).expect("a node of this cluster")
+    }
+
+    /// Starts every node that is not running.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for node in self.nodes.values_mut() {
+            node.start()?;
+        }
+        Ok(())
+    }
+
+    /// Kills every node.
+    pub async fn kill_all(&mut self) {
+        for node in self.nodes.values_mut() {
+            let _ = node.kill().await;
+        }
+    }
+
+    /// Node `id`'s status, if it answers in time.
+    pub async fn status(&self, id: u64) -> Option<pb::StatusResponse> {
+        let mut client = self.client(id);
+        match timeout(ADMIN_CALL, client.status(pb::StatusRequest {})).await {
+            Ok(Ok(response)) => Some(response.into_inner()),
+            _ => None,
+        }
+    }
+
+    /// The node that says it leads, in the highest term any node reports.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for &id in &self.ids {
+            if let Some(status) = self.status(id).await {
+                if status.leader_id == id && best.is_none_or(|(term, _)| status.term > term) {
+                    best = Some((status.term, id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// Waits until a leader has every node as a voter and every replica has
+    /// applied the leader's commit index.
+    pub async fn wait_converged(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.converged().await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the cluster did not converge within {within:?}");
+            }
+            sleep(POLL).await;
+        }
+    }
+
+    async fn converged(&self) -> bool {
+        let Some(leader) = self.leader().await else {
+            return false;
+        };
+        let Some(status) = self.status(leader).await else {
+            return false;
+        };
+        if status.members.iter().filter(|m| m.voter).count() != self.ids.len() {
+            return false;
+        }
+        for &id in &self.ids {
+            match self.status(id).await {
+                Some(own) if own.leader_id == leader => {
+                    let applied = own
+                        .members
+                        .iter()
+                        .find(|m| m.id == id)
+                        .map_or(0, |m| m.last_applied_index);
+                    if applied < status.commit_index {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Node `id`'s own copy of the namespace table (a stale read).
+    pub async fn replica(&self, id: u64) -> anyhow::Result<ReplicaState> {
+        let mut client = self.client(id);
+        let request = pb::ListNamespacesRequest {
+            prefix: String::new(),
+            consistency: pb::ReadConsistency::Stale as i32,
+        };
+        let response = timeout(ADMIN_CALL, client.list_namespaces(request))
+            .await
+            .map_err(|_| anyhow!("node {id} did not answer a stale list"))??
+            .into_inner();
+        let header = response.header.unwrap_or_default();
+        Ok(ReplicaState {
+            node: id,
+            revision: header.revision,
+            applied_index: header.applied_index,
+            namespaces: response.namespaces.into_iter().map(row).collect(),
+        })
+    }
+}
+
+/// A namespace as the checker compares it.
+pub fn row(info: pb::NamespaceInfo) -> NamespaceRow {
+    NamespaceRow {
+        namespace: info.namespace,
+        owner_group: info.owner_group,
+        owner_connection_id: info.owner_connection_id,
+        reserved: info.reserved,
+        epoch: info.epoch,
+        modified_revision: info.modified_revision,
+    }
+}
+
+/// A lazily connecting client of node `id`.
+fn client(id: u64) -> anyhow::Result<ClusterAdminClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{}", net::node_addr(id)))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true);
+    Ok(ClusterAdminClient::new(endpoint.connect_lazy()))
+}

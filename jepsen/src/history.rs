@@ -1,0 +1,146 @@
+//! The history of a run: every client operation with the runner's monotonic
+//! times of its call and answer, written as JSON lines (`history.jsonl`).
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// What a namespace operation asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "f")]
+pub enum NsCall {
+    /// `ReserveNamespace` for a group.
+    Reserve {
+        /// The provider group.
+        group: String,
+    },
+    /// `ReleaseNamespace`.
+    Release,
+    /// `GetNamespace`, recorded as a linearizable read.
+    Read,
+}
+
+impl NsCall {
+    /// Whether the call may change the registry.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, NsCall::Read)
+    }
+}
+
+/// What a namespace operation answered, when it answered.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum NsAnswer {
+    /// A read: the group owning the namespace, `None` when NOT_FOUND.
+    Owner {
+        /// The owning group.
+        group: Option<String>,
+    },
+    /// The reservation holds; `changed` is false when it already did.
+    Reserved {
+        /// Whether this request made it.
+        changed: bool,
+    },
+    /// NAMESPACE_OWNED: another group holds it.
+    OwnedByOther,
+    /// The reservation was released; `was` is the group that held it.
+    Released {
+        /// The group that held it.
+        was: String,
+    },
+    /// NOT_RESERVED: there was nothing to release.
+    NotReserved,
+}
+
+/// How an operation ended, as Jepsen types them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Completion {
+    /// It answered.
+    Ok {
+        /// The answer.
+        answer: NsAnswer,
+    },
+    /// It certainly had no effect (a read that never answered).
+    Fail {
+        /// The last error.
+        error: String,
+    },
+    /// Unknown: a write that timed out or failed ambiguously on every try; it
+    /// may have taken effect, at any time after its call.
+    Info {
+        /// The last error.
+        error: String,
+    },
+}
+
+/// One client operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// Its position in the history (order of completion).
+    pub index: u64,
+    /// The client (worker) that ran it; a client runs one operation at a time.
+    pub process: u32,
+    /// The namespace.
+    pub key: String,
+    /// What it asked.
+    #[serde(flatten)]
+    pub call: NsCall,
+    /// The request id serial (writes), shared by every retry.
+    pub serial: u64,
+    /// The runner's monotonic nanoseconds since the run started, at the call.
+    pub invoke_ns: u64,
+    /// The same clock when the answer arrived or the client gave up.
+    pub complete_ns: u64,
+    /// How it ended.
+    pub completion: Completion,
+    /// The node of the last try.
+    pub node: u64,
+    /// How many times it was sent.
+    pub attempts: u32,
+}
+
+impl Op {
+    /// The answer when the operation answered.
+    pub fn answer(&self) -> Option<&NsAnswer> {
+        match &self.completion {
+            Completion::Ok { answer } => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// Whether its outcome is unknown.
+    pub fn is_info(&self) -> bool {
+        matches!(self.completion, Completion::Info { .. })
+    }
+
+    /// Whether it certainly had no effect.
+    pub fn is_fail(&self) -> bool {
+        matches!(self.completion, Completion::Fail { .. })
+    }
+}
+
+/// Writes a history as JSON lines.
+pub fn write_jsonl(path: &Path, ops: &[Op]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for op in ops {
+        serde_json::to_writer(&mut out, op)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Reads a history written by [`write_jsonl`].
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Op>> {
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut ops = Vec::new();
+    for line in file.lines() {
+        let line = line?;
+        if !line.trim().is_empty() {
+            ops.push(serde_json::from_str(&line)?);
+        }
+    }
+    Ok(ops)
+}

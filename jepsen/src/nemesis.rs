@@ -86,7 +86,8 @@ pub enum Fault {
     /// Packets from `sender` are dropped on arrival at `receiver`, for each
     /// `(receiver, sender)` pair.
     Partition {
-        /// `isolate-one`, `isolate-leader`, `majority-minority`, `asymmetric`.
+        /// `isolate-one`, `isolate-leader`, `majority-minority`, `asymmetric`,
+        /// and with five nodes `bridge` and `majorities-ring`.
         shape: &'static str,
         /// The cut links.
         cuts: Vec<(u64, u64)>,
@@ -227,8 +228,10 @@ impl Nemesis {
         ids.shuffle(&mut self.rng);
         let minority = (ids.len() - 1) / 2;
         let target_leader = self.rng.random_bool(0.5);
-        let shape = self.rng.random_range(0..4u32);
-        let all_kill = self.rng.random_bool(0.1);
+        // The bridge and majorities-ring shapes need five nodes.
+        let shapes = if ids.len() >= 5 { 6 } else { 4 };
+        let shape = self.rng.random_range(0..shapes);
+        let all_kill = self.rng.random_bool(0.2);
         let count = self.rng.random_range(1..=minority.max(1));
         let probability = [0.05, 0.1, 0.2, 0.3][self.rng.random_range(0..4)];
         let clock_specs: Vec<String> = (0..ids.len()).map(|_| self.clock_spec()).collect();
@@ -250,7 +253,9 @@ impl Nemesis {
                         "majority-minority",
                         isolate(&ids[..minority.max(1)], &ids[minority.max(1)..]),
                     ),
-                    _ => ("asymmetric", vec![(ids[1], ids[0])]),
+                    3 => ("asymmetric", vec![(ids[1], ids[0])]),
+                    4 => ("bridge", bridge(&ids)),
+                    _ => ("majorities-ring", majorities_ring(&ids)),
                 };
                 Fault::Partition { shape, cuts }
             }
@@ -287,6 +292,30 @@ fn isolate(side: &[u64], rest: &[u64]) -> Vec<(u64, u64)> {
         for &b in rest {
             cuts.push((a, b));
             cuts.push((b, a));
+        }
+    }
+    cuts
+}
+
+/// Two halves that cannot reach each other and one node (the last) that
+/// reaches both.
+fn bridge(ids: &[u64]) -> Vec<(u64, u64)> {
+    let (halves, _bridge) = ids.split_at(ids.len() - 1);
+    let (left, right) = halves.split_at(halves.len() / 2);
+    isolate(left, right)
+}
+
+/// The nodes in a ring, each reaching only its two neighbours: with five,
+/// every node sees a majority, and no two see the same one.
+fn majorities_ring(ids: &[u64]) -> Vec<(u64, u64)> {
+    let n = ids.len();
+    let mut cuts = Vec::new();
+    for (i, &a) in ids.iter().enumerate() {
+        for (j, &b) in ids.iter().enumerate() {
+            let distance = (i + n - j) % n;
+            if a != b && distance != 1 && distance != n - 1 {
+                cuts.push((a, b));
+            }
         }
     }
     cuts
@@ -385,4 +414,43 @@ pub async fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<()> {
         node.set_clock("+0 x1")?;
     }
     cluster.start_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridge_cuts_the_halves_but_not_the_bridge_node() {
+        let cuts = bridge(&[1, 2, 3, 4, 5]);
+        assert!(cuts.contains(&(1, 3)) && cuts.contains(&(4, 2)));
+        assert!(!cuts.iter().any(|&(a, b)| a == 5 || b == 5));
+        assert!(!cuts.contains(&(1, 2)) && !cuts.contains(&(3, 4)));
+    }
+
+    #[test]
+    fn in_a_majorities_ring_every_node_reaches_exactly_its_two_neighbours() {
+        let ids = [1, 2, 3, 4, 5];
+        let cuts = majorities_ring(&ids);
+        for &a in &ids {
+            let reachable = ids
+                .iter()
+                .filter(|&&b| b != a && !cuts.contains(&(a, b)))
+                .count();
+            assert_eq!(reachable, 2, "node {a}");
+        }
+        assert!(!cuts.contains(&(1, 2)) && !cuts.contains(&(1, 5)) && cuts.contains(&(1, 3)));
+    }
+
+    #[test]
+    fn nemesis_names_parse_and_unknown_ones_are_refused() {
+        assert_eq!(parse_kinds("all").unwrap(), NemesisKind::ALL.to_vec());
+        assert_eq!(
+            parse_kinds("kill,pause").unwrap(),
+            vec![NemesisKind::Kill, NemesisKind::Pause]
+        );
+        assert!(parse_kinds("membership").is_err());
+        assert!(parse_kinds("flood").is_err());
+        assert!(parse_kinds("").is_err());
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use orrery_proto::pb;
 use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
+use orrery_proto::pb::registry_client::RegistryClient;
 use tokio::time::{sleep, timeout, Instant};
 use tonic::transport::{Channel, Endpoint};
 
@@ -26,6 +27,7 @@ pub struct Cluster {
     pub ids: Vec<u64>,
     nodes: BTreeMap<u64, NodeProcess>,
     clients: BTreeMap<u64, ClusterAdminClient<Channel>>,
+    channels: BTreeMap<u64, Channel>,
 }
 
 impl Cluster {
@@ -48,14 +50,18 @@ impl Cluster {
         };
         let mut nodes = BTreeMap::new();
         let mut clients = BTreeMap::new();
+        let mut channels = BTreeMap::new();
         for &id in &ids {
             nodes.insert(id, NodeProcess::new(id, spec.clone())?);
-            clients.insert(id, client(id)?);
+            let channel = channel(id)?;
+            clients.insert(id, ClusterAdminClient::new(channel.clone()));
+            channels.insert(id, channel);
         }
         Ok(Cluster {
             ids,
             nodes,
             clients,
+            channels,
         })
     }
 
@@ -166,11 +172,25 @@ impl Cluster {
             .map_err(|_| anyhow!("node {id} did not answer a stale list"))??
             .into_inner();
         let header = response.header.unwrap_or_default();
+        let mut registry = RegistryClient::new(self.channels[&id].clone());
+        let request = pb::ListModulesRequest {
+            namespace_prefix: String::new(),
+            consistency: pb::ReadConsistency::Stale as i32,
+        };
+        let modules = timeout(ADMIN_CALL, registry.list_modules(request))
+            .await
+            .map_err(|_| anyhow!("node {id} did not answer a stale module list"))??
+            .into_inner()
+            .modules;
         Ok(ReplicaState {
             node: id,
             revision: header.revision,
             applied_index: header.applied_index,
             namespaces: response.namespaces.into_iter().map(row).collect(),
+            modules: modules
+                .into_iter()
+                .map(|m| (m.qualified_name, m.serving.len() as u32))
+                .collect(),
         })
     }
 }
@@ -187,10 +207,10 @@ pub fn row(info: pb::NamespaceInfo) -> NamespaceRow {
     }
 }
 
-/// A lazily connecting client of node `id`.
-fn client(id: u64) -> anyhow::Result<ClusterAdminClient<Channel>> {
+/// A lazily connecting channel to node `id`.
+pub fn channel(id: u64) -> anyhow::Result<Channel> {
     let endpoint = Endpoint::from_shared(format!("http://{}", net::node_addr(id)))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true);
-    Ok(ClusterAdminClient::new(endpoint.connect_lazy()))
+    Ok(endpoint.connect_lazy())
 }

@@ -1,15 +1,20 @@
 //! The history of a run: every client operation with the runner's monotonic
 //! times of its call and answer, written as JSON lines (`history.jsonl`).
+//! Namespace operations use the namespace as their key; provider operations
+//! the provider's own namespace, and module listings [`MODULES_KEY`].
 
 use std::io::{BufRead, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// What a namespace operation asks for.
+/// The key of module listings (the prefix every test provider uses).
+pub const MODULES_KEY: &str = "jpv";
+
+/// What an operation asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "f")]
-pub enum NsCall {
+pub enum Call {
     /// `ReserveNamespace` for a group.
     Reserve {
         /// The provider group.
@@ -19,19 +24,35 @@ pub enum NsCall {
     Release,
     /// `GetNamespace`, recorded as a linearizable read.
     Read,
+    /// `ProviderService.Register` of a new provider owning the op's key.
+    Register,
+    /// `ProviderService.Deregister` of that provider.
+    Deregister {
+        /// The connection.
+        connection_id: u64,
+        /// Its generation.
+        generation: u64,
+    },
+    /// `Registry.ListModules` of every test provider's modules.
+    ListModules,
 }
 
-impl NsCall {
+impl Call {
     /// Whether the call may change the registry.
     pub fn is_write(&self) -> bool {
-        !matches!(self, NsCall::Read)
+        !matches!(self, Call::Read | Call::ListModules)
+    }
+
+    /// Whether it belongs to the namespace workload.
+    pub fn is_namespace_op(&self) -> bool {
+        matches!(self, Call::Reserve { .. } | Call::Release | Call::Read)
     }
 }
 
-/// What a namespace operation answered, when it answered.
+/// What an operation answered, when it answered.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum NsAnswer {
+pub enum Answer {
     /// A read: the group owning the namespace, `None` when NOT_FOUND.
     Owner {
         /// The owning group.
@@ -51,6 +72,25 @@ pub enum NsAnswer {
     },
     /// NOT_RESERVED: there was nothing to release.
     NotReserved,
+    /// The registration committed.
+    Registered {
+        /// The connection id.
+        connection_id: u64,
+        /// Its generation.
+        generation: u64,
+    },
+    /// The deregistration committed; `removed` is false when the connection
+    /// was already gone.
+    Deregistered {
+        /// Whether this request removed it.
+        removed: bool,
+    },
+    /// A module listing: the namespaces of the test providers whose module
+    /// it lists, sorted.
+    Modules {
+        /// Provider namespaces.
+        providers: Vec<String>,
+    },
 }
 
 /// How an operation ended, as Jepsen types them.
@@ -60,7 +100,7 @@ pub enum Completion {
     /// It answered.
     Ok {
         /// The answer.
-        answer: NsAnswer,
+        answer: Answer,
     },
     /// It certainly had no effect (a read that never answered).
     Fail {
@@ -86,7 +126,7 @@ pub struct Op {
     pub key: String,
     /// What it asked.
     #[serde(flatten)]
-    pub call: NsCall,
+    pub call: Call,
     /// The request id serial (writes), shared by every retry.
     pub serial: u64,
     /// The runner's monotonic nanoseconds since the run started, at the call.
@@ -103,7 +143,7 @@ pub struct Op {
 
 impl Op {
     /// The answer when the operation answered.
-    pub fn answer(&self) -> Option<&NsAnswer> {
+    pub fn answer(&self) -> Option<&Answer> {
         match &self.completion {
             Completion::Ok { answer } => Some(answer),
             _ => None,

@@ -9,6 +9,7 @@ use orrery_jepsen::checker::namespace_model::NamespaceModel;
 use orrery_jepsen::checker::Verdict;
 use orrery_jepsen::nemesis::parse_kinds;
 use orrery_jepsen::runner::{self, Broken, RunOptions};
+use orrery_jepsen::workload::parse_workloads;
 
 /// Runs Orrery nodes as separate hosts, injects faults and checks the history.
 #[derive(Parser, Debug)]
@@ -18,7 +19,7 @@ struct Args {
     /// or all.
     #[arg(long, default_value = "partition")]
     nemesis: String,
-    /// The workload; only `namespaces` is built.
+    /// Workloads, comma-separated: namespaces, providers, or all.
     #[arg(long, default_value = "namespaces")]
     workload: String,
     /// Seconds the workload runs.
@@ -73,12 +74,6 @@ fn run(args: Args) -> anyhow::Result<bool> {
         print_verdict(&verdict, None);
         return Ok(verdict.valid);
     }
-    if args.workload != "namespaces" {
-        anyhow::bail!(
-            "unknown or not yet built workload {:?}: only namespaces",
-            args.workload
-        );
-    }
     if args.nodes != 3 && args.nodes != 5 {
         anyhow::bail!("--nodes must be 3 or 5");
     }
@@ -92,6 +87,8 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let options = RunOptions {
         nemesis: parse_kinds(&args.nemesis)?,
         nemesis_name: args.nemesis.clone(),
+        workloads: parse_workloads(&args.workload)?,
+        workload_name: args.workload.clone(),
         time: std::time::Duration::from_secs(args.time),
         seed: args.seed,
         nodes: args.nodes,
@@ -111,16 +108,24 @@ fn run(args: Args) -> anyhow::Result<bool> {
 /// Prints the summary line and every anomaly with its slice of history.
 fn print_verdict(verdict: &Verdict, faults: Option<usize>) {
     println!(
-        "{}: {} ops ({} ok, {} info, {} fail) on {} namespaces, {} faults injected, {} anomalies",
+        "{}: {} ops ({} ok, {} info, {} fail) on {} namespaces and {} providers, {} faults injected, {} anomalies",
         if verdict.valid { "VALID" } else { "INVALID" },
         verdict.ops,
         verdict.ok,
         verdict.info,
         verdict.fail,
         verdict.keys,
+        verdict.providers.attempted,
         faults.map_or("?".to_string(), |n| n.to_string()),
         verdict.anomalies.len()
     );
+    let p = &verdict.providers;
+    if p.attempted > 0 {
+        println!(
+            "providers: {} ok, {} lost, {} stale, {} unknown, {} never read during the run; {} listings",
+            p.ok, p.lost, p.stale, p.unknown, p.never_read, p.listings
+        );
+    }
     for anomaly in &verdict.anomalies {
         println!(
             "\n{} {}: {}",

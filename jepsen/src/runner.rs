@@ -15,11 +15,13 @@ use crate::checker::digest::ReplicaState;
 use crate::checker::namespace_model::NamespaceModel;
 use crate::checker::{self, Anomaly, Verdict};
 use crate::cluster::Cluster;
-use crate::history::{self, Completion, NsAnswer, NsCall, Op};
+use crate::history::{self, Answer, Call, Completion, Op};
 use crate::nemesis::{self, Nemesis, NemesisKind, Pacing};
 use crate::net;
 use crate::runclock::RunClock;
-use crate::workload::{self, Recorder, WorkloadConfig};
+use crate::workload::namespaces::{self, WorkloadConfig};
+use crate::workload::providers::{self, ProvidersConfig};
+use crate::workload::{Patience, Recorder, WorkloadKind};
 
 /// How long the cluster may take to form, and to recover after healing.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -40,6 +42,10 @@ pub struct RunOptions {
     pub nemesis: Vec<NemesisKind>,
     /// The nemesis as given on the command line, for the directory name.
     pub nemesis_name: String,
+    /// The workloads, run side by side.
+    pub workloads: Vec<WorkloadKind>,
+    /// The workloads as given on the command line, for the directory name.
+    pub workload_name: String,
     /// How long the workload runs.
     pub time: Duration,
     /// Seeds the schedule and the clients.
@@ -83,7 +89,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunResult> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let dir = options.store.join(format!(
-        "{stamp}-namespaces-{}-s{}",
+        "{stamp}-{}-{}-s{}",
+        options.workload_name.replace(',', "+"),
         options.nemesis_name.replace(',', "+"),
         options.seed
     ));
@@ -129,26 +136,45 @@ async fn drive(
     let clock = RunClock::start();
     let until = Instant::now() + options.time;
     let recorder = Recorder::default();
-    let config = WorkloadConfig {
-        concurrency: options.concurrency,
-        active_keys: 8,
-        ops_per_key: 40,
-        attempt_timeout: Duration::from_secs(3),
-        op_timeout: Duration::from_secs(8),
-        seed: options.seed,
-        read_consistency: match options.broken {
-            Some(Broken::StaleReads) => pb::ReadConsistency::Stale,
-            None => pb::ReadConsistency::Linearizable,
-        },
+    let patience = Patience {
+        attempt: Duration::from_secs(3),
+        op: Duration::from_secs(8),
     };
     let clients = cluster.clients();
-    let workload = tokio::spawn(workload::run(
-        clients.clone(),
-        config,
-        clock,
-        until,
-        recorder.clone(),
-    ));
+    let read_consistency = match options.broken {
+        Some(Broken::StaleReads) => pb::ReadConsistency::Stale,
+        None => pb::ReadConsistency::Linearizable,
+    };
+    let mut workloads = Vec::new();
+    let mut executor = None;
+    if options.workloads.contains(&WorkloadKind::Namespaces) {
+        let config = WorkloadConfig {
+            concurrency: options.concurrency,
+            active_keys: 8,
+            ops_per_key: 40,
+            patience,
+            seed: options.seed,
+            read_consistency,
+        };
+        let (clients, recorder) = (clients.clone(), recorder.clone());
+        workloads.push(tokio::spawn(async move {
+            namespaces::run(clients, config, clock, until, recorder).await;
+            Ok(())
+        }));
+    }
+    if options.workloads.contains(&WorkloadKind::Providers) {
+        executor = Some(providers::start_executor().await?);
+        let config = ProvidersConfig {
+            concurrency: options.concurrency,
+            patience,
+            seed: options.seed,
+            read_consistency,
+        };
+        let (ids, recorder) = (cluster.ids.clone(), recorder.clone());
+        workloads.push(tokio::spawn(async move {
+            providers::run(&ids, config, clock, until, recorder).await
+        }));
+    }
     let mut nemesis = Nemesis::new(
         options.nemesis.clone(),
         options.seed,
@@ -158,7 +184,9 @@ async fn drive(
     )?;
     let injected = nemesis.run(cluster, until).await;
     nemesis::heal_everything(cluster).await?;
-    workload.await.context("the workload panicked")?;
+    for workload in workloads {
+        workload.await.context("a workload panicked")??;
+    }
     injected?;
     let faults = nemesis.injected.len();
 
@@ -172,10 +200,22 @@ async fn drive(
         });
     }
     let mut ops = recorder.take();
-    let mut keys: Vec<String> = ops.iter().map(|op| op.key.clone()).collect();
+    let mut keys: Vec<String> = ops
+        .iter()
+        .filter(|op| op.call.is_namespace_op())
+        .map(|op| op.key.clone())
+        .collect();
     keys.sort();
     keys.dedup();
-    ops.extend(workload::final_reads(&clients, &keys, clock, SETTLE).await?);
+    if options.workloads.contains(&WorkloadKind::Namespaces) {
+        ops.extend(namespaces::final_reads(&clients, &keys, clock, SETTLE).await?);
+    }
+    if options.workloads.contains(&WorkloadKind::Providers) {
+        ops.push(providers::final_read(&cluster.ids, clock, SETTLE).await?);
+    }
+    if let Some(executor) = executor {
+        executor.abort();
+    }
     for (index, op) in ops.iter_mut().enumerate() {
         op.index = index as u64;
     }
@@ -222,18 +262,24 @@ pub fn recheck(dir: &Path, model: &NamespaceModel) -> anyhow::Result<Verdict> {
 /// One operation as a line of a printed slice.
 pub fn describe(op: &Op) -> String {
     let call = match &op.call {
-        NsCall::Reserve { group } => format!("reserve {group}"),
-        NsCall::Release => "release".into(),
-        NsCall::Read => "read".into(),
+        Call::Reserve { group } => format!("reserve {group}"),
+        Call::Release => "release".into(),
+        Call::Read => "read".into(),
+        Call::Register => "register".into(),
+        Call::Deregister { connection_id, .. } => format!("deregister {connection_id}"),
+        Call::ListModules => "list modules".into(),
     };
     let outcome = match &op.completion {
         Completion::Ok { answer } => match answer {
-            NsAnswer::Owner { group: Some(g) } => format!("ok owner={g}"),
-            NsAnswer::Owner { group: None } => "ok free".into(),
-            NsAnswer::Reserved { changed } => format!("ok reserved changed={changed}"),
-            NsAnswer::OwnedByOther => "ok NAMESPACE_OWNED".into(),
-            NsAnswer::Released { was } => format!("ok released was={was}"),
-            NsAnswer::NotReserved => "ok NOT_RESERVED".into(),
+            Answer::Owner { group: Some(g) } => format!("ok owner={g}"),
+            Answer::Owner { group: None } => "ok free".into(),
+            Answer::Reserved { changed } => format!("ok reserved changed={changed}"),
+            Answer::OwnedByOther => "ok NAMESPACE_OWNED".into(),
+            Answer::Released { was } => format!("ok released was={was}"),
+            Answer::NotReserved => "ok NOT_RESERVED".into(),
+            Answer::Registered { connection_id, .. } => format!("ok connection {connection_id}"),
+            Answer::Deregistered { removed } => format!("ok removed={removed}"),
+            Answer::Modules { providers } => format!("ok {} providers", providers.len()),
         },
         Completion::Fail { error } => format!("fail ({error})"),
         Completion::Info { error } => format!("info ({error})"),

@@ -35,16 +35,21 @@ pub struct ReplicaState {
     pub applied_index: u64,
     /// Every namespace, ordered by name.
     pub namespaces: Vec<NamespaceRow>,
+    /// Every module's qualified name and serving connection count, ordered.
+    pub modules: Vec<(String, u32)>,
 }
 
 impl ReplicaState {
-    /// SHA-256 over the revision and the rows, hex.
+    /// SHA-256 over the revision, the namespace rows and the modules, hex.
     pub fn digest(&self) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.revision.to_be_bytes());
         for row in &self.namespaces {
             hasher.update(serde_json::to_vec(row).expect("rows serialize"));
             hasher.update(b"\n");
+        }
+        for (module, serving) in &self.modules {
+            hasher.update(format!("{module} {serving}\n"));
         }
         hex::encode(hasher.finalize())
     }
@@ -77,6 +82,7 @@ mod tests {
                 epoch,
                 modified_revision: 7,
             }],
+            modules: vec![("jpv.a.m".into(), 1)],
         }
     }
 

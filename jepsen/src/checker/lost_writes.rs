@@ -2,7 +2,7 @@
 //! nothing else could have touched the key after it, the final read after
 //! healing must show its effect.
 
-use crate::history::{NsAnswer, NsCall, Op};
+use crate::history::{Answer, Call, Op};
 
 /// The outcome of checking one key.
 #[derive(Debug, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub enum LastWrite {
 
 /// Checks one key; `final_read` is the read made after healing.
 pub fn check_key(ops: &[&Op], final_read: Option<&Op>) -> LastWrite {
-    let Some(NsAnswer::Owner { group: seen }) = final_read.and_then(Op::answer) else {
+    let Some(Answer::Owner { group: seen }) = final_read.and_then(Op::answer) else {
         return LastWrite::Undecided;
     };
     let writes: Vec<&Op> = ops
@@ -37,8 +37,8 @@ pub fn check_key(ops: &[&Op], final_read: Option<&Op>) -> LastWrite {
         .iter()
         .all(|op| op.index == last.index || (!op.is_info() && op.complete_ns < last.invoke_ns));
     let expected = match (&last.call, last.answer()) {
-        (NsCall::Reserve { group }, Some(NsAnswer::Reserved { .. })) => Some(group.clone()),
-        (NsCall::Release, Some(NsAnswer::Released { .. } | NsAnswer::NotReserved)) => None,
+        (Call::Reserve { group }, Some(Answer::Reserved { .. })) => Some(group.clone()),
+        (Call::Release, Some(Answer::Released { .. } | Answer::NotReserved)) => None,
         _ => return LastWrite::Undecided,
     };
     match (alone, expected == *seen) {
@@ -56,7 +56,7 @@ mod tests {
     use super::*;
     use crate::history::Completion;
 
-    fn op(index: u64, span: (u64, u64), call: NsCall, completion: Completion) -> Op {
+    fn op(index: u64, span: (u64, u64), call: Call, completion: Completion) -> Op {
         Op {
             index,
             process: 0,
@@ -71,30 +71,25 @@ mod tests {
         }
     }
 
-    fn ok(answer: NsAnswer) -> Completion {
+    fn ok(answer: Answer) -> Completion {
         Completion::Ok { answer }
     }
 
     #[test]
     fn a_final_read_without_the_last_acknowledged_reservation_is_a_lost_write() {
-        let reserve = NsCall::Reserve { group: "g1".into() };
+        let reserve = Call::Reserve { group: "g1".into() };
         let write = op(
             0,
             (0, 10),
             reserve.clone(),
-            ok(NsAnswer::Reserved { changed: true }),
+            ok(Answer::Reserved { changed: true }),
         );
-        let free = op(
-            1,
-            (100, 110),
-            NsCall::Read,
-            ok(NsAnswer::Owner { group: None }),
-        );
+        let free = op(1, (100, 110), Call::Read, ok(Answer::Owner { group: None }));
         let held = op(
             2,
             (100, 110),
-            NsCall::Read,
-            ok(NsAnswer::Owner {
+            Call::Read,
+            ok(Answer::Owner {
                 group: Some("g1".into()),
             }),
         );
@@ -107,7 +102,7 @@ mod tests {
         let maybe = op(
             3,
             (5, 8),
-            NsCall::Release,
+            Call::Release,
             Completion::Info {
                 error: "timed out".into(),
             },

@@ -8,6 +8,7 @@ pub mod linearizable;
 pub mod lost_writes;
 pub mod namespace_model;
 pub mod owners;
+pub mod providers;
 pub mod slice;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,8 @@ pub const STEPS_PER_KEY: u64 = 5_000_000;
 #[derive(Clone, Debug, Serialize)]
 pub struct Anomaly {
     /// Which check found it: `linearizable`, `gave-up`, `double-owner`,
-    /// `lost-write`, `replica-divergence`.
+    /// `lost-write`, `phantom-provider`, `lost-provider`, `stale-provider`,
+    /// `provider-returned`, `replica-divergence`, `recovery`.
     pub check: &'static str,
     /// The namespace, when it concerns one.
     pub key: Option<String>,
@@ -53,11 +55,13 @@ pub struct Verdict {
     pub info: usize,
     /// Operations that certainly failed.
     pub fail: usize,
-    /// Namespaces checked for linearizability.
+    /// Namespaces checked for linearizability (namespace workload).
     pub keys: usize,
     /// Namespaces whose last write was decidable and checked against the
     /// final read.
     pub keys_with_decided_last_write: usize,
+    /// The providers' final classification.
+    pub providers: providers::ProviderSummary,
     /// Each node's replica digest after healing.
     pub digests: BTreeMap<u64, String>,
     /// Everything found.
@@ -68,7 +72,7 @@ pub struct Verdict {
 /// replicas read after healing, against `model`.
 pub fn check(model: &NamespaceModel, ops: &[Op], replicas: &[ReplicaState]) -> Verdict {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
-    for op in ops {
+    for op in ops.iter().filter(|op| op.call.is_namespace_op()) {
         by_key.entry(op.key.as_str()).or_default().push(op);
     }
     let mut anomalies = Vec::new();
@@ -124,6 +128,8 @@ pub fn check(model: &NamespaceModel, ops: &[Op], replicas: &[ReplicaState]) -> V
             }
         }
     }
+    let (provider_summary, provider_anomalies) = providers::check(ops);
+    anomalies.extend(provider_anomalies);
     let (digests, agree) = digest::compare(replicas);
     if !agree {
         anomalies.push(Anomaly {
@@ -142,6 +148,7 @@ pub fn check(model: &NamespaceModel, ops: &[Op], replicas: &[ReplicaState]) -> V
         fail: count(Op::is_fail),
         keys: by_key.len(),
         keys_with_decided_last_write: decided,
+        providers: provider_summary,
         digests,
         anomalies,
     }

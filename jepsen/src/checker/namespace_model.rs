@@ -2,7 +2,7 @@
 //! reservations: nobody owns it, or one group does.
 
 use super::linearizable::{Event, Model};
-use crate::history::{NsAnswer, NsCall, Op};
+use crate::history::{Answer, Call, Op};
 
 /// A namespace: `None` when free, else the group holding the reservation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -15,8 +15,8 @@ pub struct NamespaceModel {
 
 impl Model for NamespaceModel {
     type State = Option<String>;
-    type Call = NsCall;
-    type Answer = NsAnswer;
+    type Call = Call;
+    type Answer = Answer;
 
     fn init(&self) -> Option<String> {
         None
@@ -25,16 +25,14 @@ impl Model for NamespaceModel {
     fn step(
         &self,
         state: &Option<String>,
-        call: &NsCall,
-        answer: Option<&NsAnswer>,
+        call: &Call,
+        answer: Option<&Answer>,
     ) -> Option<Option<String>> {
         let (next, expected) = apply(state, call);
         match (answer, &expected) {
             (None, _) => Some(next),
             (Some(answer), _) if *answer == expected => Some(next),
-            (Some(NsAnswer::Released { .. }), NsAnswer::Released { .. })
-                if !self.strict_release =>
-            {
+            (Some(Answer::Released { .. }), Answer::Released { .. }) if !self.strict_release => {
                 Some(next)
             }
             _ => None,
@@ -43,29 +41,36 @@ impl Model for NamespaceModel {
 }
 
 /// The state after `call` and the answer it must give.
-pub fn apply(state: &Option<String>, call: &NsCall) -> (Option<String>, NsAnswer) {
+pub fn apply(state: &Option<String>, call: &Call) -> (Option<String>, Answer) {
     match (call, state) {
-        (NsCall::Read, _) => (
+        (Call::Read, _) => (
             state.clone(),
-            NsAnswer::Owner {
+            Answer::Owner {
                 group: state.clone(),
             },
         ),
-        (NsCall::Reserve { group }, None) => {
-            (Some(group.clone()), NsAnswer::Reserved { changed: true })
+        (Call::Reserve { group }, None) => {
+            (Some(group.clone()), Answer::Reserved { changed: true })
         }
-        (NsCall::Reserve { group }, Some(owner)) if owner == group => {
-            (state.clone(), NsAnswer::Reserved { changed: false })
+        (Call::Reserve { group }, Some(owner)) if owner == group => {
+            (state.clone(), Answer::Reserved { changed: false })
         }
-        (NsCall::Reserve { .. }, Some(_)) => (state.clone(), NsAnswer::OwnedByOther),
-        (NsCall::Release, Some(owner)) => (None, NsAnswer::Released { was: owner.clone() }),
-        (NsCall::Release, None) => (None, NsAnswer::NotReserved),
+        (Call::Reserve { .. }, Some(_)) => (state.clone(), Answer::OwnedByOther),
+        (Call::Release, Some(owner)) => (None, Answer::Released { was: owner.clone() }),
+        (Call::Release, None) => (None, Answer::NotReserved),
+        // Another workload's call: no namespace answer matches it.
+        (Call::Register | Call::Deregister { .. } | Call::ListModules, _) => (
+            state.clone(),
+            Answer::Modules {
+                providers: Vec::new(),
+            },
+        ),
     }
 }
 
 /// The search's view of one key's operations: failed operations are left
 /// out (they had no effect), unknown ones stay open to the end.
-pub fn events(ops: &[&Op]) -> Vec<Event<NsCall, NsAnswer>> {
+pub fn events(ops: &[&Op]) -> Vec<Event<Call, Answer>> {
     ops.iter()
         .filter(|op| !op.is_fail())
         .map(|op| Event {
@@ -84,10 +89,10 @@ mod tests {
     #[test]
     fn a_group_cannot_take_a_namespace_another_holds() {
         let held = Some("g1".to_string());
-        let call = NsCall::Reserve { group: "g2".into() };
-        assert_eq!(apply(&held, &call), (held.clone(), NsAnswer::OwnedByOther));
+        let call = Call::Reserve { group: "g2".into() };
+        assert_eq!(apply(&held, &call), (held.clone(), Answer::OwnedByOther));
         assert!(NamespaceModel::default()
-            .step(&held, &call, Some(&NsAnswer::Reserved { changed: true }))
+            .step(&held, &call, Some(&Answer::Reserved { changed: true }))
             .is_none());
     }
 
@@ -95,29 +100,26 @@ mod tests {
     fn release_frees_and_reports_the_holder() {
         let held = Some("g1".to_string());
         assert_eq!(
-            apply(&held, &NsCall::Release),
-            (None, NsAnswer::Released { was: "g1".into() })
+            apply(&held, &Call::Release),
+            (None, Answer::Released { was: "g1".into() })
         );
-        assert_eq!(
-            apply(&None, &NsCall::Release),
-            (None, NsAnswer::NotReserved)
-        );
+        assert_eq!(apply(&None, &Call::Release), (None, Answer::NotReserved));
     }
 
     #[test]
     fn only_the_strict_model_checks_the_released_owner() {
         let held = Some("g1".to_string());
-        let wrong = NsAnswer::Released { was: String::new() };
+        let wrong = Answer::Released { was: String::new() };
         let lenient = NamespaceModel::default();
         assert_eq!(
-            lenient.step(&held, &NsCall::Release, Some(&wrong)),
+            lenient.step(&held, &Call::Release, Some(&wrong)),
             Some(None)
         );
         let strict = NamespaceModel {
             strict_release: true,
         };
-        assert_eq!(strict.step(&held, &NsCall::Release, Some(&wrong)), None);
+        assert_eq!(strict.step(&held, &Call::Release, Some(&wrong)), None);
         // A release where nothing was reserved is wrong either way.
-        assert_eq!(lenient.step(&None, &NsCall::Release, Some(&wrong)), None);
+        assert_eq!(lenient.step(&None, &Call::Release, Some(&wrong)), None);
     }
 }

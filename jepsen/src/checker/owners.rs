@@ -1,20 +1,20 @@
 //! No two owners: a namespace reserved by one request and then newly
 //! reserved by a later one must have been released in between.
 
-use crate::history::{NsAnswer, NsCall, Op};
+use crate::history::{Answer, Call, Op};
 
 /// Descriptions of every pair of reservations with no release between them.
 /// `ops` is one key's history.
 pub fn double_owners(ops: &[&Op]) -> Vec<(Op, Op)> {
     let took = |op: &&Op| {
-        matches!(op.call, NsCall::Reserve { .. })
-            && op.answer() == Some(&NsAnswer::Reserved { changed: true })
+        matches!(op.call, Call::Reserve { .. })
+            && op.answer() == Some(&Answer::Reserved { changed: true })
     };
     let releases: Vec<&Op> = ops
         .iter()
         .copied()
-        .filter(|op| op.call == NsCall::Release && !op.is_fail())
-        .filter(|op| op.is_info() || matches!(op.answer(), Some(NsAnswer::Released { .. })))
+        .filter(|op| op.call == Call::Release && !op.is_fail())
+        .filter(|op| op.is_info() || matches!(op.answer(), Some(Answer::Released { .. })))
         .collect();
     let takes: Vec<&Op> = ops.iter().copied().filter(took).collect();
     let mut found = Vec::new();
@@ -43,7 +43,7 @@ mod tests {
     use super::*;
     use crate::history::Completion;
 
-    fn op(index: u64, invoke_ns: u64, complete_ns: u64, call: NsCall, answer: NsAnswer) -> Op {
+    fn op(index: u64, invoke_ns: u64, complete_ns: u64, call: Call, answer: Answer) -> Op {
         Op {
             index,
             process: 0,
@@ -64,23 +64,23 @@ mod tests {
             0,
             0,
             10,
-            NsCall::Reserve { group: "g1".into() },
-            NsAnswer::Reserved { changed: true },
+            Call::Reserve { group: "g1".into() },
+            Answer::Reserved { changed: true },
         );
         let second = op(
             1,
             20,
             30,
-            NsCall::Reserve { group: "g2".into() },
-            NsAnswer::Reserved { changed: true },
+            Call::Reserve { group: "g2".into() },
+            Answer::Reserved { changed: true },
         );
         assert_eq!(double_owners(&[&first, &second]).len(), 1);
         let release = op(
             2,
             12,
             18,
-            NsCall::Release,
-            NsAnswer::Released { was: "g1".into() },
+            Call::Release,
+            Answer::Released { was: "g1".into() },
         );
         assert!(double_owners(&[&first, &release, &second]).is_empty());
     }

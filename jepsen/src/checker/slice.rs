@@ -85,9 +85,9 @@ fn relaxed_prefix(ops: &[&Op], cut: u64) -> Vec<Op> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{NsAnswer, NsCall};
+    use crate::history::{Answer, Call};
 
-    fn op(index: u64, invoke_ns: u64, complete_ns: u64, call: NsCall, answer: NsAnswer) -> Op {
+    fn op(index: u64, invoke_ns: u64, complete_ns: u64, call: Call, answer: Answer) -> Op {
         Op {
             index,
             process: index as u32,
@@ -104,21 +104,21 @@ mod tests {
 
     #[test]
     fn the_slice_ends_at_the_stale_read_and_starts_at_the_write_it_missed() {
-        let reserve = NsCall::Reserve { group: "g1".into() };
+        let reserve = Call::Reserve { group: "g1".into() };
         let ops = [
             op(
                 0,
                 0,
                 10,
                 reserve.clone(),
-                NsAnswer::Reserved { changed: true },
+                Answer::Reserved { changed: true },
             ),
             op(
                 1,
                 20,
                 30,
-                NsCall::Read,
-                NsAnswer::Owner {
+                Call::Read,
+                Answer::Owner {
                     group: Some("g1".into()),
                 },
             ),
@@ -126,19 +126,19 @@ mod tests {
                 2,
                 40,
                 50,
-                NsCall::Release,
-                NsAnswer::Released { was: "g1".into() },
+                Call::Release,
+                Answer::Released { was: "g1".into() },
             ),
             op(
                 3,
                 60,
                 70,
-                NsCall::Read,
-                NsAnswer::Owner {
+                Call::Read,
+                Answer::Owner {
                     group: Some("g1".into()),
                 },
             ),
-            op(4, 80, 90, reserve, NsAnswer::Reserved { changed: true }),
+            op(4, 80, 90, reserve, Answer::Reserved { changed: true }),
         ];
         let refs: Vec<&Op> = ops.iter().collect();
         let slice = failing_slice(&NamespaceModel::default(), &refs, 100_000);

@@ -1,0 +1,233 @@
+//! The provider set: every provider is registered once and deregistered at
+//! most once, and module listings are linearizable reads of the set. So a
+//! listing made after a registration was acknowledged (and before any
+//! deregistration of it was sent) must show it; one made after an
+//! acknowledged deregistration must not; one that ended before the
+//! registration was sent must not; and once a listing that started after the
+//! registration misses it, no later listing may show it again.
+//!
+//! The final listing after healing classifies each provider, as Jepsen's set
+//! checker does: `ok`, `lost` (acknowledged, absent), `stale` (deregistration
+//! acknowledged, still present), `unknown` (registration outcome unknown) and
+//! `never_read` (acknowledged but no listing during the run showed it).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::{Anomaly, FINAL_PROCESS};
+use crate::history::{Answer, Call, Op};
+
+/// The final classification of the providers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProviderSummary {
+    /// Providers whose registration was attempted.
+    pub attempted: usize,
+    /// In the final listing exactly when expected.
+    pub ok: usize,
+    /// Acknowledged and never deregistered, but absent at the end.
+    pub lost: usize,
+    /// Deregistration acknowledged, but present at the end.
+    pub stale: usize,
+    /// Registration outcome unknown (timed out).
+    pub unknown: usize,
+    /// Acknowledged, but no listing during the run showed it.
+    pub never_read: usize,
+    /// Listings checked (the final one included).
+    pub listings: usize,
+}
+
+/// One provider's operations.
+#[derive(Default)]
+struct Lifecycle<'a> {
+    register: Option<&'a Op>,
+    deregister: Option<&'a Op>,
+}
+
+/// Checks the provider operations in `ops` (others are ignored).
+pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
+    let mut lives: BTreeMap<&str, Lifecycle> = BTreeMap::new();
+    let mut listings: Vec<(&Op, BTreeSet<&str>)> = Vec::new();
+    for op in ops {
+        match (&op.call, op.answer()) {
+            (Call::Register, _) => lives.entry(&op.key).or_default().register = Some(op),
+            (Call::Deregister { .. }, _) if !op.is_fail() => {
+                lives.entry(&op.key).or_default().deregister = Some(op)
+            }
+            (Call::ListModules, Some(Answer::Modules { providers })) => {
+                listings.push((op, providers.iter().map(String::as_str).collect()))
+            }
+            _ => {}
+        }
+    }
+    listings.sort_by_key(|(op, _)| op.invoke_ns);
+    let mut summary = ProviderSummary {
+        attempted: lives.len(),
+        listings: listings.len(),
+        ..Default::default()
+    };
+    let mut anomalies = Vec::new();
+    let final_listing = listings.iter().find(|(op, _)| op.process == FINAL_PROCESS);
+    for (&key, life) in &lives {
+        let Some(register) = life.register else {
+            continue;
+        };
+        let mut report = |check: &'static str, description: String, slice: Vec<&Op>| {
+            anomalies.push(Anomaly {
+                check,
+                key: Some(key.to_string()),
+                description,
+                slice: slice.into_iter().cloned().collect(),
+            })
+        };
+        let acked = register.answer().is_some();
+        let deregistered = life.deregister.filter(|op| op.answer().is_some());
+        let mut missed_after: Option<&Op> = None;
+        for (listing, present) in &listings {
+            let shown = present.contains(key);
+            if shown && listing.complete_ns < register.invoke_ns {
+                report(
+                    "phantom-provider",
+                    "a listing that ended before the registration was sent shows it".into(),
+                    vec![listing, register],
+                );
+            }
+            let after_register = acked && listing.invoke_ns > register.complete_ns;
+            let before_deregister = life
+                .deregister
+                .is_none_or(|op| listing.complete_ns < op.invoke_ns);
+            if !shown && after_register && before_deregister {
+                report(
+                    "lost-provider",
+                    "a listing after the acknowledged registration misses it".into(),
+                    vec![register, listing],
+                );
+            }
+            if let Some(deregister) = deregistered {
+                if shown && listing.invoke_ns > deregister.complete_ns {
+                    report(
+                        "stale-provider",
+                        "a listing after the acknowledged deregistration shows it".into(),
+                        vec![deregister, listing],
+                    );
+                }
+            }
+            match missed_after {
+                Some(missing) if shown && listing.invoke_ns > missing.complete_ns => report(
+                    "provider-returned",
+                    "a provider once missing from a listing is shown again".into(),
+                    vec![register, missing, listing],
+                ),
+                None if !shown && after_register => missed_after = Some(listing),
+                _ => {}
+            }
+        }
+        let in_final = final_listing.map(|(_, present)| present.contains(key));
+        let read_during_run = listings
+            .iter()
+            .any(|(op, present)| op.process != FINAL_PROCESS && present.contains(key));
+        if !acked {
+            summary.unknown += 1;
+        } else if deregistered.is_some() && in_final == Some(true) {
+            summary.stale += 1;
+        } else if life.deregister.is_none() && in_final == Some(false) {
+            summary.lost += 1;
+        } else {
+            summary.ok += 1;
+        }
+        if acked && !read_during_run {
+            summary.never_read += 1;
+        }
+    }
+    (summary, anomalies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Completion, MODULES_KEY};
+
+    fn op(index: u64, process: u32, span: (u64, u64), key: &str, call: Call, answer: Answer) -> Op {
+        Op {
+            index,
+            process,
+            key: key.into(),
+            call,
+            serial: index,
+            invoke_ns: span.0,
+            complete_ns: span.1,
+            completion: Completion::Ok { answer },
+            node: 1,
+            attempts: 1,
+        }
+    }
+
+    fn listing(index: u64, process: u32, span: (u64, u64), providers: &[&str]) -> Op {
+        let providers = providers.iter().map(|p| p.to_string()).collect();
+        op(
+            index,
+            process,
+            span,
+            MODULES_KEY,
+            Call::ListModules,
+            Answer::Modules { providers },
+        )
+    }
+
+    fn registered(index: u64, span: (u64, u64), key: &str) -> Op {
+        let answer = Answer::Registered {
+            connection_id: index,
+            generation: 1,
+        };
+        op(index, 0, span, key, Call::Register, answer)
+    }
+
+    #[test]
+    fn a_listing_after_the_acknowledged_registration_must_show_it() {
+        let ops = vec![
+            registered(0, (0, 10), "jpv.a"),
+            listing(1, 1, (20, 30), &["jpv.a"]),
+            listing(2, FINAL_PROCESS, (40, 50), &["jpv.a"]),
+        ];
+        let (summary, anomalies) = check(&ops);
+        assert!(anomalies.is_empty(), "{anomalies:?}");
+        assert_eq!(
+            (summary.ok, summary.never_read, summary.listings),
+            (1, 0, 2)
+        );
+
+        let ops = vec![
+            registered(0, (0, 10), "jpv.a"),
+            listing(1, 1, (20, 30), &[]),
+            listing(2, FINAL_PROCESS, (40, 50), &["jpv.a"]),
+        ];
+        let (summary, anomalies) = check(&ops);
+        let checks: Vec<&str> = anomalies.iter().map(|a| a.check).collect();
+        assert_eq!(checks, vec!["lost-provider", "provider-returned"]);
+        assert_eq!(summary.never_read, 1);
+    }
+
+    #[test]
+    fn a_deregistered_provider_shown_again_is_stale() {
+        let deregister = op(
+            1,
+            0,
+            (20, 30),
+            "jpv.a",
+            Call::Deregister {
+                connection_id: 0,
+                generation: 1,
+            },
+            Answer::Deregistered { removed: true },
+        );
+        let ops = vec![
+            registered(0, (0, 10), "jpv.a"),
+            deregister,
+            listing(2, FINAL_PROCESS, (40, 50), &["jpv.a"]),
+        ];
+        let (summary, anomalies) = check(&ops);
+        assert_eq!(anomalies.len(), 1);
+        assert_eq!(anomalies[0].check, "stale-provider");
+        assert_eq!(summary.stale, 1);
+    }
+}

@@ -1,0 +1,253 @@
+//! The clients that drive the cluster: [`namespaces`] (operator
+//! reservations) and [`providers`] (provider registrations and module
+//! listings), the shared [`Recorder`], and the retry loop every operation
+//! goes through.
+
+pub mod namespaces;
+pub mod providers;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::bail;
+use rand::rngs::StdRng;
+use rand::Rng;
+use tokio::time::{sleep, timeout, Instant};
+
+use crate::checker::FINAL_PROCESS;
+use crate::history::{Answer, Call, Completion, Op};
+use crate::runclock::RunClock;
+
+/// A workload, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    /// Namespace reservations.
+    Namespaces,
+    /// Provider registrations.
+    Providers,
+}
+
+impl FromStr for WorkloadKind {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> anyhow::Result<Self> {
+        Ok(match name {
+            "namespaces" => WorkloadKind::Namespaces,
+            "providers" => WorkloadKind::Providers,
+            "leases" => bail!("the leases workload is not built yet"),
+            other => bail!("unknown workload {other:?}: expected namespaces, providers or all"),
+        })
+    }
+}
+
+/// Parses `namespaces,providers` or `all`.
+pub fn parse_workloads(list: &str) -> anyhow::Result<Vec<WorkloadKind>> {
+    let mut kinds = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name == "all" {
+            kinds.extend([WorkloadKind::Namespaces, WorkloadKind::Providers]);
+        } else {
+            kinds.push(name.parse()?);
+        }
+    }
+    kinds.dedup();
+    if kinds.is_empty() {
+        bail!("no workload given");
+    }
+    Ok(kinds)
+}
+
+/// The history being recorded, shared by the clients.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    ops: Arc<Mutex<Vec<Op>>>,
+}
+
+impl Recorder {
+    /// Appends an operation, numbering it.
+    pub fn push(&self, mut op: Op) {
+        let mut ops = self.ops.lock().expect("recorder lock");
+        op.index = ops.len() as u64;
+        ops.push(op);
+    }
+
+    /// Everything recorded.
+    pub fn take(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.ops.lock().expect("recorder lock"))
+    }
+}
+
+/// How long operations are tried.
+#[derive(Clone, Copy, Debug)]
+pub struct Patience {
+    /// One try (default 3 s).
+    pub attempt: Duration,
+    /// Every try of one operation (default 8 s).
+    pub op: Duration,
+}
+
+/// One client's identity and clock, shared by its operations.
+pub struct ClientContext {
+    /// The client (process) number.
+    pub process: u32,
+    /// The node ids.
+    pub nodes: Vec<u64>,
+    /// The client's random choices.
+    pub rng: StdRng,
+    /// The runner's clock.
+    pub clock: RunClock,
+    /// How long to try.
+    pub patience: Patience,
+}
+
+impl ClientContext {
+    /// Runs one operation: sends it to a random node, then after an error to
+    /// the leader hint or the next node, until it answers or its time is up.
+    /// `definite` turns the errors that are answers (NOT_FOUND, ...) into
+    /// answers. A write never answered is `info`, a read `fail`.
+    pub async fn perform<F, Fut>(
+        &mut self,
+        key: String,
+        call: Call,
+        serial: u64,
+        mut send: F,
+        definite: impl Fn(&tonic::Status) -> Option<Answer>,
+    ) -> Op
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: Future<Output = Result<Answer, tonic::Status>>,
+    {
+        let ids = self.nodes.clone();
+        let mut target = ids[self.rng.random_range(0..ids.len())];
+        let invoke_ns = self.clock.now_ns();
+        let deadline = Instant::now() + self.patience.op;
+        let mut attempts = 0;
+        let mut node;
+        let mut error;
+        let completion = loop {
+            attempts += 1;
+            node = target;
+            let budget = deadline
+                .saturating_duration_since(Instant::now())
+                .min(self.patience.attempt);
+            match timeout(budget, send(node)).await {
+                Ok(Ok(answer)) => break Completion::Ok { answer },
+                Ok(Err(status)) => {
+                    if let Some(answer) = definite(&status) {
+                        break Completion::Ok { answer };
+                    }
+                    error = format!("{:?}: {}", status.code(), status.message());
+                    let hint = orrery_proto::error_detail(&status).map_or(0, |d| d.leader_id);
+                    target = if ids.contains(&hint) && hint != node {
+                        hint
+                    } else {
+                        next_after(&ids, node)
+                    };
+                }
+                Err(_) => {
+                    error = "timed out".to_string();
+                    target = next_after(&ids, node);
+                }
+            }
+            if Instant::now() + Duration::from_millis(100) >= deadline {
+                break if call.is_write() {
+                    Completion::Info { error }
+                } else {
+                    Completion::Fail { error }
+                };
+            }
+            sleep(Duration::from_millis(self.rng.random_range(20..100))).await;
+        };
+        Op {
+            index: 0,
+            process: self.process,
+            key,
+            call,
+            serial,
+            invoke_ns,
+            complete_ns: self.clock.now_ns(),
+            completion,
+            node,
+            attempts,
+        }
+    }
+
+    /// A short random pause between operations.
+    pub async fn breathe(&mut self) {
+        sleep(Duration::from_millis(self.rng.random_range(0..20))).await;
+    }
+}
+
+/// A read made after healing, with the runner's times.
+pub struct FinalRead<T> {
+    /// The node that answered.
+    pub node: u64,
+    /// When it was sent.
+    pub invoke_ns: u64,
+    /// When it answered.
+    pub complete_ns: u64,
+    /// The answer.
+    pub value: T,
+}
+
+impl<T> FinalRead<T> {
+    /// The read as an operation of the final client.
+    pub fn op(&self, key: String, call: Call, answer: Answer) -> Op {
+        Op {
+            index: 0,
+            process: FINAL_PROCESS,
+            key,
+            call,
+            serial: 0,
+            invoke_ns: self.invoke_ns,
+            complete_ns: self.complete_ns,
+            completion: Completion::Ok { answer },
+            node: self.node,
+            attempts: 1,
+        }
+    }
+}
+
+/// Asks the nodes in turn until one answers `read` (5 s a try), for at most
+/// `within`.
+pub async fn read_after_healing<T, F, Fut>(
+    nodes: &[u64],
+    clock: RunClock,
+    within: Duration,
+    mut read: F,
+) -> anyhow::Result<FinalRead<T>>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + within;
+    let mut last_error = String::new();
+    while Instant::now() < deadline {
+        for &node in nodes {
+            let invoke_ns = clock.now_ns();
+            match timeout(Duration::from_secs(5), read(node)).await {
+                Ok(Ok(value)) => {
+                    return Ok(FinalRead {
+                        node,
+                        invoke_ns,
+                        complete_ns: clock.now_ns(),
+                        value,
+                    })
+                }
+                Ok(Err(status)) => last_error = status.message().to_string(),
+                Err(_) => last_error = "timed out".into(),
+            }
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    bail!("no node answered the final linearizable read: {last_error}")
+}
+
+/// The node after `node`, wrapping around.
+fn next_after(ids: &[u64], node: u64) -> u64 {
+    let at = ids.iter().position(|id| *id == node).unwrap_or(0);
+    ids[(at + 1) % ids.len()]
+}

@@ -35,12 +35,23 @@ pub enum Call {
     },
     /// `Registry.ListModules` of every test provider's modules.
     ListModules,
+    /// A leased provider's life after its registration: control streams
+    /// attached and heartbeats sent until the client stops it (the
+    /// operation's completion time), after which it must expire.
+    Lease {
+        /// The connection.
+        connection_id: u64,
+        /// Its generation.
+        generation: u64,
+        /// The lease TTL it registered with.
+        ttl_ms: u64,
+    },
 }
 
 impl Call {
     /// Whether the call may change the registry.
     pub fn is_write(&self) -> bool {
-        !matches!(self, Call::Read | Call::ListModules)
+        !matches!(self, Call::Read | Call::ListModules | Call::Lease { .. })
     }
 
     /// Whether it belongs to the namespace workload.
@@ -85,12 +96,29 @@ pub enum Answer {
         /// Whether this request removed it.
         removed: bool,
     },
+    /// The heartbeats of a lease, in order.
+    Heartbeats {
+        /// Each heartbeat.
+        beats: Vec<Heartbeat>,
+    },
     /// A module listing: the namespaces of the test providers whose module
     /// it lists, sorted.
     Modules {
         /// Provider namespaces.
         providers: Vec<String>,
     },
+}
+
+/// One heartbeat of a leased provider, with the runner's times.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// When it was sent.
+    pub sent_ns: u64,
+    /// When its acknowledgement arrived; `None` if none did.
+    pub acked_ns: Option<u64>,
+    /// `HeartbeatAck.renewed`: whether the node's last renewal of this lease
+    /// reached the leader.
+    pub renewed: bool,
 }
 
 /// How an operation ended, as Jepsen types them.

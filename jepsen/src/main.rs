@@ -11,6 +11,9 @@ use orrery_jepsen::nemesis::parse_kinds;
 use orrery_jepsen::runner::{self, Broken, RunOptions};
 use orrery_jepsen::workload::parse_workloads;
 
+/// At most this many anomalies are printed; verdict.json has them all.
+const PRINTED_ANOMALIES: usize = 12;
+
 /// Runs Orrery nodes as separate hosts, injects faults and checks the history.
 #[derive(Parser, Debug)]
 #[command(name = "orrery-jepsen")]
@@ -126,7 +129,7 @@ fn print_verdict(verdict: &Verdict, faults: Option<usize>) {
             p.ok, p.lost, p.stale, p.unknown, p.never_read, p.listings
         );
     }
-    for anomaly in &verdict.anomalies {
+    for anomaly in verdict.anomalies.iter().take(PRINTED_ANOMALIES) {
         println!(
             "\n{} {}: {}",
             anomaly.check,
@@ -136,5 +139,11 @@ fn print_verdict(verdict: &Verdict, faults: Option<usize>) {
         for op in &anomaly.slice {
             println!("  {}", runner::describe(op));
         }
+    }
+    if verdict.anomalies.len() > PRINTED_ANOMALIES {
+        println!(
+            "\n... and {} more anomalies in verdict.json",
+            verdict.anomalies.len() - PRINTED_ANOMALIES
+        );
     }
 }

@@ -19,12 +19,17 @@ use crate::history::{self, Answer, Call, Completion, Op};
 use crate::nemesis::{self, Nemesis, NemesisKind, Pacing};
 use crate::net;
 use crate::runclock::RunClock;
+use crate::workload::leases::{self, LeasesConfig};
 use crate::workload::namespaces::{self, WorkloadConfig};
 use crate::workload::providers::{self, ProvidersConfig};
 use crate::workload::{Patience, Recorder, WorkloadKind};
 
 /// How long the cluster may take to form, and to recover after healing.
 const SETTLE: Duration = Duration::from_secs(60);
+
+/// How long after a stopped provider's TTL, once the cluster has healed, it
+/// must be gone.
+const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 /// A deliberately wrong client, to show that the checker catches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -162,8 +167,23 @@ async fn drive(
             Ok(())
         }));
     }
-    if options.workloads.contains(&WorkloadKind::Providers) {
+    let uses_providers = options.workloads.contains(&WorkloadKind::Providers)
+        || options.workloads.contains(&WorkloadKind::Leases);
+    if uses_providers {
         executor = Some(providers::start_executor().await?);
+    }
+    if options.workloads.contains(&WorkloadKind::Leases) {
+        let config = LeasesConfig {
+            concurrency: options.concurrency.div_ceil(2),
+            patience,
+            seed: options.seed,
+        };
+        let (ids, recorder) = (cluster.ids.clone(), recorder.clone());
+        workloads.push(tokio::spawn(async move {
+            leases::run(&ids, config, clock, until, recorder).await
+        }));
+    }
+    if options.workloads.contains(&WorkloadKind::Providers) {
         let config = ProvidersConfig {
             concurrency: options.concurrency,
             patience,
@@ -210,7 +230,11 @@ async fn drive(
     if options.workloads.contains(&WorkloadKind::Namespaces) {
         ops.extend(namespaces::final_reads(&clients, &keys, clock, SETTLE).await?);
     }
-    if options.workloads.contains(&WorkloadKind::Providers) {
+    if options.workloads.contains(&WorkloadKind::Leases) {
+        // Liveness: every leased provider was stopped before healing.
+        tokio::time::sleep(leases::TTL + LEASE_GRACE).await;
+    }
+    if uses_providers {
         ops.push(providers::final_read(&cluster.ids, clock, SETTLE).await?);
     }
     if let Some(executor) = executor {
@@ -268,6 +292,11 @@ pub fn describe(op: &Op) -> String {
         Call::Register => "register".into(),
         Call::Deregister { connection_id, .. } => format!("deregister {connection_id}"),
         Call::ListModules => "list modules".into(),
+        Call::Lease {
+            connection_id,
+            ttl_ms,
+            ..
+        } => format!("lease {connection_id} ttl {ttl_ms}ms"),
     };
     let outcome = match &op.completion {
         Completion::Ok { answer } => match answer {
@@ -280,6 +309,7 @@ pub fn describe(op: &Op) -> String {
             Answer::Registered { connection_id, .. } => format!("ok connection {connection_id}"),
             Answer::Deregistered { removed } => format!("ok removed={removed}"),
             Answer::Modules { providers } => format!("ok {} providers", providers.len()),
+            Answer::Heartbeats { beats } => format!("ok {} heartbeats", beats.len()),
         },
         Completion::Fail { error } => format!("fail ({error})"),
         Completion::Info { error } => format!("info ({error})"),

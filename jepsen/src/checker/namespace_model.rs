@@ -59,7 +59,7 @@ pub fn apply(state: &Option<String>, call: &Call) -> (Option<String>, Answer) {
         (Call::Release, Some(owner)) => (None, Answer::Released { was: owner.clone() }),
         (Call::Release, None) => (None, Answer::NotReserved),
         // Another workload's call: no namespace answer matches it.
-        (Call::Register | Call::Deregister { .. } | Call::ListModules, _) => (
+        (Call::Register | Call::Deregister { .. } | Call::ListModules | Call::Lease { .. }, _) => (
             state.clone(),
             Answer::Modules {
                 providers: Vec::new(),

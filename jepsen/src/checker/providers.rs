@@ -6,6 +6,11 @@
 //! registration was sent must not; and once a listing that started after the
 //! registration misses it, no later listing may show it again.
 //!
+//! Leased providers (the lease workload) may also go once their lease can
+//! have run out (`early-expiry` otherwise), and must be gone from the final
+//! listing, which is made a TTL and a grace after healing
+//! (`lease-not-expired` otherwise).
+//!
 //! The final listing after healing classifies each provider, as Jepsen's set
 //! checker does: `ok`, `lost` (acknowledged, absent), `stale` (deregistration
 //! acknowledged, still present), `unknown` (registration outcome unknown) and
@@ -16,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::{Anomaly, FINAL_PROCESS};
-use crate::history::{Answer, Call, Op};
+use crate::history::{Answer, Call, Completion, Op};
 
 /// The final classification of the providers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -27,7 +32,7 @@ pub struct ProviderSummary {
     pub ok: usize,
     /// Acknowledged and never deregistered, but absent at the end.
     pub lost: usize,
-    /// Deregistration acknowledged, but present at the end.
+    /// Deregistered (acknowledged) or stopped (leased), but present at the end.
     pub stale: usize,
     /// Registration outcome unknown (timed out).
     pub unknown: usize,
@@ -37,11 +42,55 @@ pub struct ProviderSummary {
     pub listings: usize,
 }
 
+/// A renewal is taken to have reached the leader once an acknowledgement
+/// saying the lease was renewed arrives this long after the heartbeat was
+/// sent (the node batches renewals every 250 ms; one leader call fits in the
+/// rest).
+pub const RENEWAL_SLACK_NS: u64 = 3_000_000_000;
+
 /// One provider's operations.
 #[derive(Default)]
 struct Lifecycle<'a> {
     register: Option<&'a Op>,
     deregister: Option<&'a Op>,
+    lease: Option<&'a Op>,
+}
+
+impl Lifecycle<'_> {
+    /// The earliest runner time at which the provider may be gone: when its
+    /// deregistration was sent, or when its lease may run out (a full TTL
+    /// after the registration was sent, or after the last heartbeat whose
+    /// renewal is known to have reached the leader).
+    fn removable_from_ns(&self, register: &Op) -> u64 {
+        let deregistered = self.deregister.map_or(u64::MAX, |op| op.invoke_ns);
+        let expires = match self.lease {
+            Some(Op {
+                call: Call::Lease { ttl_ms, .. },
+                completion:
+                    Completion::Ok {
+                        answer: Answer::Heartbeats { beats },
+                    },
+                ..
+            }) => {
+                let ttl_ns = ttl_ms * 1_000_000;
+                let mut from = register.invoke_ns + ttl_ns;
+                for (i, beat) in beats.iter().enumerate() {
+                    let confirmed = beats[i..].iter().any(|later| {
+                        later.renewed
+                            && later
+                                .acked_ns
+                                .is_some_and(|at| at >= beat.sent_ns + RENEWAL_SLACK_NS)
+                    });
+                    if confirmed {
+                        from = from.max(beat.sent_ns + ttl_ns);
+                    }
+                }
+                from
+            }
+            _ => u64::MAX,
+        };
+        deregistered.min(expires)
+    }
 }
 
 /// Checks the provider operations in `ops` (others are ignored).
@@ -54,6 +103,7 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
             (Call::Deregister { .. }, _) if !op.is_fail() => {
                 lives.entry(&op.key).or_default().deregister = Some(op)
             }
+            (Call::Lease { .. }, _) => lives.entry(&op.key).or_default().lease = Some(op),
             (Call::ListModules, Some(Answer::Modules { providers })) => {
                 listings.push((op, providers.iter().map(String::as_str).collect()))
             }
@@ -72,7 +122,12 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
         let Some(register) = life.register else {
             continue;
         };
+        // Each check reports a provider once, at its first occurrence.
+        let mut reported: BTreeSet<&'static str> = BTreeSet::new();
         let mut report = |check: &'static str, description: String, slice: Vec<&Op>| {
+            if !reported.insert(check) {
+                return;
+            }
             anomalies.push(Anomaly {
                 check,
                 key: Some(key.to_string()),
@@ -81,6 +136,7 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
             })
         };
         let acked = register.answer().is_some();
+        let removable_from = life.removable_from_ns(register);
         let deregistered = life.deregister.filter(|op| op.answer().is_some());
         let mut missed_after: Option<&Op> = None;
         for (listing, present) in &listings {
@@ -93,15 +149,19 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
                 );
             }
             let after_register = acked && listing.invoke_ns > register.complete_ns;
-            let before_deregister = life
-                .deregister
-                .is_none_or(|op| listing.complete_ns < op.invoke_ns);
-            if !shown && after_register && before_deregister {
-                report(
-                    "lost-provider",
-                    "a listing after the acknowledged registration misses it".into(),
-                    vec![register, listing],
-                );
+            if !shown && after_register && listing.complete_ns < removable_from {
+                match life.lease {
+                    Some(lease) => report(
+                        "early-expiry",
+                        "a listing misses the provider before its lease could run out".into(),
+                        vec![register, lease, listing],
+                    ),
+                    None => report(
+                        "lost-provider",
+                        "a listing after the acknowledged registration misses it".into(),
+                        vec![register, listing],
+                    ),
+                }
             }
             if let Some(deregister) = deregistered {
                 if shown && listing.invoke_ns > deregister.complete_ns {
@@ -126,11 +186,19 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
         let read_during_run = listings
             .iter()
             .any(|(op, present)| op.process != FINAL_PROCESS && present.contains(key));
+        if let (Some(lease), Some(true)) = (life.lease, in_final) {
+            let (final_op, _) = final_listing.expect("in_final is set");
+            report(
+                "lease-not-expired",
+                "a stopped provider is still listed a TTL and a grace after healing".into(),
+                vec![register, lease, final_op],
+            );
+        }
         if !acked {
             summary.unknown += 1;
-        } else if deregistered.is_some() && in_final == Some(true) {
+        } else if (deregistered.is_some() || life.lease.is_some()) && in_final == Some(true) {
             summary.stale += 1;
-        } else if life.deregister.is_none() && in_final == Some(false) {
+        } else if life.deregister.is_none() && life.lease.is_none() && in_final == Some(false) {
             summary.lost += 1;
         } else {
             summary.ok += 1;

@@ -1,8 +1,10 @@
 //! The clients that drive the cluster: [`namespaces`] (operator
 //! reservations) and [`providers`] (provider registrations and module
-//! listings), the shared [`Recorder`], and the retry loop every operation
+//! listings), [`leases`] (heartbeating providers that stop), the shared
+//! [`Recorder`], and the retry loop every operation
 //! goes through.
 
+pub mod leases;
 pub mod namespaces;
 pub mod providers;
 
@@ -28,6 +30,8 @@ pub enum WorkloadKind {
     Namespaces,
     /// Provider registrations.
     Providers,
+    /// Leased providers that heartbeat and stop.
+    Leases,
 }
 
 impl FromStr for WorkloadKind {
@@ -37,8 +41,10 @@ impl FromStr for WorkloadKind {
         Ok(match name {
             "namespaces" => WorkloadKind::Namespaces,
             "providers" => WorkloadKind::Providers,
-            "leases" => bail!("the leases workload is not built yet"),
-            other => bail!("unknown workload {other:?}: expected namespaces, providers or all"),
+            "leases" => WorkloadKind::Leases,
+            other => {
+                bail!("unknown workload {other:?}: expected namespaces, providers, leases or all")
+            }
         })
     }
 }
@@ -48,7 +54,11 @@ pub fn parse_workloads(list: &str) -> anyhow::Result<Vec<WorkloadKind>> {
     let mut kinds = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if name == "all" {
-            kinds.extend([WorkloadKind::Namespaces, WorkloadKind::Providers]);
+            kinds.extend([
+                WorkloadKind::Namespaces,
+                WorkloadKind::Providers,
+                WorkloadKind::Leases,
+            ]);
         } else {
             kinds.push(name.parse()?);
         }

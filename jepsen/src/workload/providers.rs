@@ -45,9 +45,11 @@ pub struct ProvidersConfig {
 
 /// A client of each node's provider and registry services.
 #[derive(Clone)]
-struct NodeClients {
-    providers: ProviderServiceClient<Channel>,
-    registry: RegistryClient<Channel>,
+pub(super) struct NodeClients {
+    /// `ProviderService`.
+    pub(super) providers: ProviderServiceClient<Channel>,
+    /// `Registry`.
+    pub(super) registry: RegistryClient<Channel>,
 }
 
 /// Serves `grpc.health.v1.Health` answering SERVING for
@@ -107,7 +109,8 @@ pub async fn run(
     Ok(())
 }
 
-fn node_clients(nodes: &[u64]) -> anyhow::Result<BTreeMap<u64, NodeClients>> {
+/// A client of each node.
+pub(super) fn node_clients(nodes: &[u64]) -> anyhow::Result<BTreeMap<u64, NodeClients>> {
     let mut clients = BTreeMap::new();
     for &id in nodes {
         let channel = crate::cluster::channel(id)?;
@@ -180,7 +183,7 @@ impl Client {
         let send = |node: u64| {
             let clients = nodes[&node].clone();
             let (key, call, request_id) = (key.clone(), call.clone(), request_id.clone());
-            async move { send_write(clients, key, call, request_id).await }
+            async move { send_write(clients, key, call, request_id, LEASE_TTL_MS).await }
         };
         let serial = self.serial;
         self.context
@@ -204,12 +207,13 @@ impl Client {
     }
 }
 
-/// One try of a registration or deregistration.
-async fn send_write(
+/// One try of a registration (with a lease of `ttl_ms`) or deregistration.
+pub(super) async fn send_write(
     mut clients: NodeClients,
     key: String,
     call: Call,
     request_id: pb::RequestId,
+    ttl_ms: u64,
 ) -> Result<Answer, tonic::Status> {
     match call {
         Call::Register => {
@@ -229,7 +233,7 @@ async fn send_write(
                     output_type: Some(string),
                     ..Default::default()
                 }],
-                lease_ttl_ms: LEASE_TTL_MS,
+                lease_ttl_ms: ttl_ms,
                 ..Default::default()
             };
             let mut events = clients.providers.register(request).await?.into_inner();
@@ -280,7 +284,7 @@ async fn send_write(
 }
 
 /// The namespaces of the test providers whose module a listing shows, sorted.
-async fn list_modules(
+pub(super) async fn list_modules(
     mut registry: RegistryClient<Channel>,
     consistency: pb::ReadConsistency,
 ) -> Result<Answer, tonic::Status> {

@@ -112,6 +112,8 @@ pub enum Answer {
 /// One heartbeat of a leased provider, with the runner's times.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// The node holding the control stream.
+    pub node: u64,
     /// When it was sent.
     pub sent_ns: u64,
     /// When its acknowledgement arrived; `None` if none did.

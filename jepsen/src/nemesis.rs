@@ -62,10 +62,13 @@ impl FromStr for NemesisKind {
     }
 }
 
-/// Parses `partition,kill` or `all`.
+/// Parses `partition,kill`, `all`, or `none` (no faults: a baseline).
 pub fn parse_kinds(list: &str) -> anyhow::Result<Vec<NemesisKind>> {
     let mut kinds = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name == "none" {
+            return Ok(Vec::new());
+        }
         if name == "all" {
             kinds.extend(NemesisKind::ALL);
         } else {
@@ -182,6 +185,10 @@ impl Nemesis {
     /// Injects faults one at a time until `until`, healing each before the
     /// next; everything is healed when it returns.
     pub async fn run(&mut self, cluster: &mut Cluster, until: Instant) -> anyhow::Result<()> {
+        if self.kinds.is_empty() {
+            sleep_until(until).await;
+            return Ok(());
+        }
         loop {
             let calm = self.between(self.pacing.calm_min, self.pacing.calm_max);
             let hold = self.between(self.pacing.hold_min, self.pacing.hold_max);
@@ -452,5 +459,6 @@ mod tests {
         assert!(parse_kinds("membership").is_err());
         assert!(parse_kinds("flood").is_err());
         assert!(parse_kinds("").is_err());
+        assert!(parse_kinds("none").unwrap().is_empty());
     }
 }

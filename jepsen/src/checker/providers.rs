@@ -298,4 +298,62 @@ mod tests {
         assert_eq!(anomalies[0].check, "stale-provider");
         assert_eq!(summary.stale, 1);
     }
+
+    #[test]
+    fn a_lease_may_not_end_before_its_last_confirmed_renewal_plus_the_ttl() {
+        let beats = vec![
+            crate::history::Heartbeat {
+                sent_ns: 1_000_000_000,
+                acked_ns: Some(1_001_000_000),
+                renewed: true,
+            },
+            crate::history::Heartbeat {
+                sent_ns: 5_000_000_000,
+                acked_ns: Some(5_001_000_000),
+                renewed: true,
+            },
+        ];
+        let lease = op(
+            1,
+            0,
+            (10, 6_000_000_000),
+            "jpv.l",
+            Call::Lease {
+                connection_id: 0,
+                generation: 1,
+                ttl_ms: 6_000,
+            },
+            Answer::Heartbeats { beats },
+        );
+        // The renewal of the heartbeat at 1 s is confirmed by the ack at 5 s:
+        // the lease holds until 7 s at least.
+        let early = vec![
+            registered(0, (0, 10), "jpv.l"),
+            lease.clone(),
+            listing(2, 9, (6_500_000_000, 6_600_000_000), &[]),
+            listing(3, FINAL_PROCESS, (20_000_000_000, 20_000_000_001), &[]),
+        ];
+        let checks: Vec<&str> = check(&early).1.iter().map(|a| a.check).collect();
+        assert_eq!(checks, vec!["early-expiry"]);
+        let on_time = vec![
+            registered(0, (0, 10), "jpv.l"),
+            lease.clone(),
+            listing(2, 9, (7_500_000_000, 7_600_000_000), &[]),
+            listing(3, FINAL_PROCESS, (20_000_000_000, 20_000_000_001), &[]),
+        ];
+        assert!(check(&on_time).1.is_empty());
+        // Still listed at the end: it never expired.
+        let stuck = vec![
+            registered(0, (0, 10), "jpv.l"),
+            lease,
+            listing(
+                3,
+                FINAL_PROCESS,
+                (20_000_000_000, 20_000_000_001),
+                &["jpv.l"],
+            ),
+        ];
+        let checks: Vec<&str> = check(&stuck).1.iter().map(|a| a.check).collect();
+        assert_eq!(checks, vec!["lease-not-expired"]);
+    }
 }

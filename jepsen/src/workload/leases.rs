@@ -163,7 +163,8 @@ impl LeaseClient {
     }
 
     /// Heartbeats the lease until `stop`, moving to the next node whenever a
-    /// control stream breaks or an acknowledgement is late.
+    /// control stream breaks, an acknowledgement is late or says the node's
+    /// last renewal did not reach the leader.
     async fn hold(&mut self, connection_id: u64, generation: u64, stop: Instant) -> Vec<Heartbeat> {
         let interval = TTL / 5;
         let mut beats = Vec::new();
@@ -235,13 +236,21 @@ impl LeaseClient {
                 })
                 .await;
                 match ack {
-                    Ok(Some(renewed)) => beats.push(Heartbeat {
-                        sent_ns,
-                        acked_ns: Some(self.context.clock.now_ns()),
-                        renewed,
-                    }),
+                    Ok(Some(renewed)) => {
+                        beats.push(Heartbeat {
+                            node,
+                            sent_ns,
+                            acked_ns: Some(self.context.clock.now_ns()),
+                            renewed,
+                        });
+                        // The node cannot reach the leader: try another.
+                        if !renewed {
+                            break;
+                        }
+                    }
                     _ => {
                         beats.push(Heartbeat {
+                            node,
                             sent_ns,
                             acked_ns: None,
                             renewed: false,

@@ -303,11 +303,13 @@ mod tests {
     fn a_lease_may_not_end_before_its_last_confirmed_renewal_plus_the_ttl() {
         let beats = vec![
             crate::history::Heartbeat {
+                node: 1,
                 sent_ns: 1_000_000_000,
                 acked_ns: Some(1_001_000_000),
                 renewed: true,
             },
             crate::history::Heartbeat {
+                node: 1,
                 sent_ns: 5_000_000_000,
                 acked_ns: Some(5_001_000_000),
                 renewed: true,

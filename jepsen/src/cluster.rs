@@ -3,6 +3,7 @@
 //! cluster (who leads, has every replica caught up, what does each hold).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
@@ -14,20 +15,68 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::checker::digest::{NamespaceRow, ReplicaState};
 use crate::net;
-use crate::node::{NodeProcess, NodeSpec};
+use crate::node::{Bootstrap, NodeProcess, NodeSpec};
 
 /// How long a status or read call of the runner's own may take.
 const ADMIN_CALL: Duration = Duration::from_secs(2);
+/// How long adding or removing a node may take.
+const MEMBERSHIP_PATIENCE: Duration = Duration::from_secs(40);
 /// How often the runner polls while it waits for the cluster.
 const POLL: Duration = Duration::from_millis(200);
 
+/// The current members and a channel to each, shared with the workloads so
+/// that membership changes reach them.
+#[derive(Clone, Default)]
+pub struct Directory {
+    members: Arc<RwLock<BTreeMap<u64, Channel>>>,
+}
+
+impl Directory {
+    /// The members' ids, in order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.members
+            .read()
+            .expect("directory lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// A channel to member `id`, if it is one.
+    pub fn channel(&self, id: u64) -> Option<Channel> {
+        self.members
+            .read()
+            .expect("directory lock")
+            .get(&id)
+            .cloned()
+    }
+
+    fn insert(&self, id: u64, channel: Channel) {
+        self.members
+            .write()
+            .expect("directory lock")
+            .insert(id, channel);
+    }
+
+    fn remove(&self, id: u64) {
+        self.members.write().expect("directory lock").remove(&id);
+    }
+}
+
 /// The nodes and a client of each.
 pub struct Cluster {
-    /// Node ids, in order.
+    /// The current members' ids, in order.
     pub ids: Vec<u64>,
+    /// How many members the cluster should have (the starting size).
+    pub size: usize,
+    next_id: u64,
+    binary: std::path::PathBuf,
+    run_dir: std::path::PathBuf,
+    /// Every node ever started, removed ones included (for teardown).
     nodes: BTreeMap<u64, NodeProcess>,
     clients: BTreeMap<u64, ClusterAdminClient<Channel>>,
     channels: BTreeMap<u64, Channel>,
+    directory: Directory,
 }
 
 impl Cluster {
@@ -38,31 +87,101 @@ impl Cluster {
         run_dir: std::path::PathBuf,
     ) -> anyhow::Result<Self> {
         let ids: Vec<u64> = (1..=count).collect();
-        let initial_cluster = ids
+        let voters = ids
             .iter()
             .map(|id| format!("{id}={}", net::node_addr(*id)))
             .collect::<Vec<_>>()
             .join(",");
-        let spec = NodeSpec {
+        let mut cluster = Cluster {
+            ids: Vec::new(),
+            size: ids.len(),
+            next_id: count + 1,
             binary,
-            initial_cluster,
             run_dir,
+            nodes: BTreeMap::new(),
+            clients: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            directory: Directory::default(),
         };
-        let mut nodes = BTreeMap::new();
-        let mut clients = BTreeMap::new();
-        let mut channels = BTreeMap::new();
-        for &id in &ids {
-            nodes.insert(id, NodeProcess::new(id, spec.clone())?);
-            let channel = channel(id)?;
-            clients.insert(id, ClusterAdminClient::new(channel.clone()));
-            channels.insert(id, channel);
+        for id in ids {
+            cluster.prepare(id, Bootstrap::Initial(voters.clone()))?;
         }
-        Ok(Cluster {
-            ids,
-            nodes,
-            clients,
-            channels,
-        })
+        Ok(cluster)
+    }
+
+    /// Prepares node `id` as a member, without starting it.
+    fn prepare(&mut self, id: u64, bootstrap: Bootstrap) -> anyhow::Result<()> {
+        let spec = NodeSpec {
+            binary: self.binary.clone(),
+            bootstrap,
+            run_dir: self.run_dir.clone(),
+        };
+        self.nodes.insert(id, NodeProcess::new(id, spec)?);
+        let channel = channel(id)?;
+        self.clients
+            .insert(id, ClusterAdminClient::new(channel.clone()));
+        self.directory.insert(id, channel.clone());
+        self.channels.insert(id, channel);
+        self.ids.push(id);
+        Ok(())
+    }
+
+    /// The id the next added node gets (ids are never reused).
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Adds a node with a fresh id: its own namespace, `--join` through the
+    /// current members; returns once the leader lists it as a voter.
+    pub async fn add_node(&mut self) -> anyhow::Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        net::add_host(id).await?;
+        let endpoints = self
+            .ids
+            .iter()
+            .map(|id| net::node_addr(*id))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.prepare(id, Bootstrap::Join(endpoints))?;
+        self.node(id).start()?;
+        let deadline = Instant::now() + MEMBERSHIP_PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(leader) = self.leader().await {
+                if let Some(status) = self.status(leader).await {
+                    if status.members.iter().any(|m| m.id == id && m.voter) {
+                        return Ok(id);
+                    }
+                }
+            }
+            sleep(POLL).await;
+        }
+        bail!("node {id} did not become a voter within {MEMBERSHIP_PATIENCE:?}")
+    }
+
+    /// Removes voter `id` through the other members, then kills it.
+    pub async fn remove_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let others: Vec<u64> = self.ids.iter().copied().filter(|o| *o != id).collect();
+        let deadline = Instant::now() + MEMBERSHIP_PATIENCE;
+        let mut last_error = String::new();
+        'removing: while Instant::now() < deadline {
+            for &other in &others {
+                let mut client = self.client(other);
+                let request = pb::RemoveNodeRequest { node_id: id };
+                match timeout(Duration::from_secs(12), client.remove_node(request)).await {
+                    Ok(Ok(_)) => break 'removing,
+                    Ok(Err(status)) => last_error = status.message().to_string(),
+                    Err(_) => last_error = "timed out".into(),
+                }
+            }
+            sleep(POLL).await;
+        }
+        if Instant::now() >= deadline {
+            bail!("node {id} could not be removed: {last_error}");
+        }
+        self.ids.retain(|member| *member != id);
+        self.directory.remove(id);
+        self.node(id).kill().await
     }
 
     /// A client of node `id`.
@@ -70,9 +189,9 @@ impl Cluster {
         self.clients[&id].clone()
     }
 
-    /// Every node's client, by id.
-    pub fn clients(&self) -> BTreeMap<u64, ClusterAdminClient<Channel>> {
-        self.clients.clone()
+    /// The members as the workloads see them.
+    pub fn directory(&self) -> Directory {
+        self.directory.clone()
     }
 
     /// Node `id`'s process.
@@ -80,15 +199,15 @@ impl Cluster {
         self.nodes.get_mut(&id).expect("a node of this cluster")
     }
 
-    /// Starts every node that is not running.
+    /// Starts every member that is not running.
     pub fn start_all(&mut self) -> anyhow::Result<()> {
-        for node in self.nodes.values_mut() {
-            node.start()?;
+        for id in self.ids.clone() {
+            self.node(id).start()?;
         }
         Ok(())
     }
 
-    /// Kills every node.
+    /// Kills every node, removed ones included.
     pub async fn kill_all(&mut self) {
         for node in self.nodes.values_mut() {
             let _ = node.kill().await;

@@ -1,5 +1,6 @@
 //! The nemesis: a seeded schedule of faults (partitions, packet loss, kills,
-//! pauses, clock jumps and rate changes), each applied for a few seconds and
+//! pauses, clock jumps and rate changes, membership changes), each applied
+//! for a few seconds and
 //! then healed, recorded with the runner's clock in `faults.jsonl`.
 
 use std::io::Write;
@@ -31,16 +32,19 @@ pub enum NemesisKind {
     Pause,
     /// Clock jumps and rate changes.
     Clock,
+    /// A voter removed, then a new node added.
+    Membership,
 }
 
 impl NemesisKind {
     /// Every family, in the order `all` means.
-    pub const ALL: [NemesisKind; 5] = [
+    pub const ALL: [NemesisKind; 6] = [
         NemesisKind::Partition,
         NemesisKind::Loss,
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::Clock,
+        NemesisKind::Membership,
     ];
 }
 
@@ -54,9 +58,10 @@ impl FromStr for NemesisKind {
             "kill" => NemesisKind::Kill,
             "pause" => NemesisKind::Pause,
             "clock" => NemesisKind::Clock,
-            "membership" => bail!("the membership nemesis is not built yet"),
+            "membership" => NemesisKind::Membership,
             other => bail!(
-                "unknown nemesis {other:?}: expected partition, loss, kill, pause, clock or all"
+                "unknown nemesis {other:?}: expected partition, loss, kill, pause, clock, \
+                 membership, all or none"
             ),
         })
     }
@@ -114,6 +119,14 @@ pub enum Fault {
     Clock {
         /// `(node, spec)`.
         changes: Vec<(u64, String)>,
+    },
+    /// A voter removed (`RemoveNode`, then killed); at heal a new node with
+    /// a fresh id joins (`--join`) and is promoted.
+    Membership {
+        /// The removed voter.
+        removed: u64,
+        /// The node added at heal.
+        added: u64,
     },
 }
 
@@ -274,6 +287,10 @@ impl Nemesis {
             NemesisKind::Pause => Fault::Pause {
                 nodes: ids[..count].to_vec(),
             },
+            NemesisKind::Membership => Fault::Membership {
+                removed: ids[0],
+                added: cluster.next_id(),
+            },
             NemesisKind::Clock => Fault::Clock {
                 changes: ids.into_iter().zip(clock_specs).take(clock_count).collect(),
             },
@@ -378,6 +395,7 @@ pub async fn apply(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
                 cluster.node(*id).set_clock(spec)?;
             }
         }
+        Fault::Membership { removed, .. } => cluster.remove_node(*removed).await?,
     }
     Ok(())
 }
@@ -405,12 +423,17 @@ pub async fn heal(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
                 cluster.node(*id).set_clock("+0 x1")?;
             }
         }
+        Fault::Membership { .. } => {
+            if cluster.ids.len() < cluster.size {
+                cluster.add_node().await?;
+            }
+        }
     }
     Ok(())
 }
 
 /// Heals everything whatever state the nodes are in: no rules, no pauses,
-/// every node running, no clock offset.
+/// every member running, no clock offset, as many members as at the start.
 pub async fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<()> {
     for id in cluster.ids.clone() {
         net::iptables_in(id, &["-F", "INPUT"]).await?;
@@ -420,7 +443,11 @@ pub async fn heal_everything(cluster: &mut Cluster) -> anyhow::Result<()> {
         }
         node.set_clock("+0 x1")?;
     }
-    cluster.start_all()
+    cluster.start_all()?;
+    while cluster.ids.len() < cluster.size {
+        cluster.add_node().await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -456,7 +483,10 @@ mod tests {
             parse_kinds("kill,pause").unwrap(),
             vec![NemesisKind::Kill, NemesisKind::Pause]
         );
-        assert!(parse_kinds("membership").is_err());
+        assert_eq!(
+            parse_kinds("membership").unwrap(),
+            vec![NemesisKind::Membership]
+        );
         assert!(parse_kinds("flood").is_err());
         assert!(parse_kinds("").is_err());
         assert!(parse_kinds("none").unwrap().is_empty());

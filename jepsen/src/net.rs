@@ -105,7 +105,7 @@ pub async fn create(nodes: &[u64]) -> anyhow::Result<()> {
 }
 
 /// Creates node `id`'s namespace, its veth pair and address.
-async fn add_host(id: u64) -> anyhow::Result<()> {
+pub async fn add_host(id: u64) -> anyhow::Result<()> {
     let ns = netns(id);
     let outer = format!("orjv{id}");
     let inner = format!("orji{id}");

@@ -13,13 +13,22 @@ use crate::net;
 /// Where Debian's `libfaketime` puts the preload library.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
+/// How a node enters the cluster.
+#[derive(Clone, Debug)]
+pub enum Bootstrap {
+    /// One of the first voters: `id=host:port,...` (`--initial-cluster`).
+    Initial(String),
+    /// Joins a running cluster through these nodes: `host:port,...` (`--join`).
+    Join(String),
+}
+
 /// How a node is started: everything but its id.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
     /// The `orrery` binary.
     pub binary: PathBuf,
-    /// The first voters: `id=host:port,...`.
-    pub initial_cluster: String,
+    /// How it enters the cluster.
+    pub bootstrap: Bootstrap,
     /// The run directory; the node's files live in `nodes/n<id>/` under it.
     pub run_dir: PathBuf,
 }
@@ -89,7 +98,10 @@ impl NodeProcess {
             .args(["node", "--id", &self.id.to_string(), "--listen", &addr])
             .arg("--data-dir")
             .arg(&data)
-            .args(["--initial-cluster", &self.spec.initial_cluster])
+            .args(match &self.spec.bootstrap {
+                Bootstrap::Initial(voters) => ["--initial-cluster", voters.as_str()],
+                Bootstrap::Join(endpoints) => ["--join", endpoints.as_str()],
+            })
             .env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME_TIMESTAMP_FILE", self.clock_file())
             // Re-read the control file at most once a second.

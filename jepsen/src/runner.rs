@@ -145,7 +145,7 @@ async fn drive(
         attempt: Duration::from_secs(3),
         op: Duration::from_secs(8),
     };
-    let clients = cluster.clients();
+    let directory = cluster.directory();
     let read_consistency = match options.broken {
         Some(Broken::StaleReads) => pb::ReadConsistency::Stale,
         None => pb::ReadConsistency::Linearizable,
@@ -161,9 +161,9 @@ async fn drive(
             seed: options.seed,
             read_consistency,
         };
-        let (clients, recorder) = (clients.clone(), recorder.clone());
+        let (nodes, recorder) = (directory.clone(), recorder.clone());
         workloads.push(tokio::spawn(async move {
-            namespaces::run(clients, config, clock, until, recorder).await;
+            namespaces::run(nodes, config, clock, until, recorder).await;
             Ok(())
         }));
     }
@@ -178,9 +178,9 @@ async fn drive(
             patience,
             seed: options.seed,
         };
-        let (ids, recorder) = (cluster.ids.clone(), recorder.clone());
+        let (nodes, recorder) = (directory.clone(), recorder.clone());
         workloads.push(tokio::spawn(async move {
-            leases::run(&ids, config, clock, until, recorder).await
+            leases::run(nodes, config, clock, until, recorder).await
         }));
     }
     if options.workloads.contains(&WorkloadKind::Providers) {
@@ -190,9 +190,9 @@ async fn drive(
             seed: options.seed,
             read_consistency,
         };
-        let (ids, recorder) = (cluster.ids.clone(), recorder.clone());
+        let (nodes, recorder) = (directory.clone(), recorder.clone());
         workloads.push(tokio::spawn(async move {
-            providers::run(&ids, config, clock, until, recorder).await
+            providers::run(nodes, config, clock, until, recorder).await
         }));
     }
     let mut nemesis = Nemesis::new(
@@ -228,14 +228,14 @@ async fn drive(
     keys.sort();
     keys.dedup();
     if options.workloads.contains(&WorkloadKind::Namespaces) {
-        ops.extend(namespaces::final_reads(&clients, &keys, clock, SETTLE).await?);
+        ops.extend(namespaces::final_reads(&directory, &keys, clock, SETTLE).await?);
     }
     if options.workloads.contains(&WorkloadKind::Leases) {
         // Liveness: every leased provider was stopped before healing.
         tokio::time::sleep(leases::TTL + LEASE_GRACE).await;
     }
     if uses_providers {
-        ops.push(providers::final_read(&cluster.ids, clock, SETTLE).await?);
+        ops.push(providers::final_read(&directory, clock, SETTLE).await?);
     }
     if let Some(executor) = executor {
         executor.abort();

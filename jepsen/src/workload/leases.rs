@@ -10,13 +10,15 @@ use std::time::Duration;
 use orrery_proto::pb;
 use orrery_proto::pb::control_message::Body as Message;
 use orrery_proto::pb::control_reply::Body as Reply;
+use orrery_proto::pb::provider_service_client::ProviderServiceClient;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
-use super::providers::{list_modules, node_clients, send_write, NodeClients};
+use super::providers::{list_modules, send_write};
 use super::{ClientContext, Patience, Recorder};
+use crate::cluster::Directory;
 use crate::history::{Answer, Call, Completion, Heartbeat, Op, MODULES_KEY};
 use crate::runclock::RunClock;
 
@@ -41,16 +43,15 @@ pub struct LeasesConfig {
 /// Runs the clients and the observer until `until`; every provider is
 /// stopped by then.
 pub async fn run(
-    nodes: &[u64],
+    nodes: Directory,
     config: LeasesConfig,
     clock: RunClock,
     until: Instant,
     recorder: Recorder,
 ) -> anyhow::Result<()> {
-    let clients = node_clients(nodes)?;
     let context = |process: u32| ClientContext {
         process,
-        nodes: nodes.to_vec(),
+        nodes: nodes.clone(),
         rng: StdRng::seed_from_u64(
             config
                 .seed
@@ -64,7 +65,6 @@ pub async fn run(
     for i in 0..config.concurrency {
         let process = FIRST_PROCESS + i;
         let client = LeaseClient {
-            nodes: clients.clone(),
             context: context(process),
             client_id: format!("jepsen-lease-{}-p{process}", config.seed),
             serial: 0,
@@ -72,14 +72,10 @@ pub async fn run(
         tasks.push(tokio::spawn(client.run(until, recorder.clone())));
     }
     let mut observer = context(FIRST_PROCESS + config.concurrency);
-    let observer_clients = clients.clone();
     let observer_recorder = recorder.clone();
     tasks.push(tokio::spawn(async move {
         while Instant::now() < until {
-            let send = |node: u64| {
-                let registry = observer_clients[&node].registry.clone();
-                async move { list_modules(registry, pb::ReadConsistency::Linearizable).await }
-            };
+            let send = |channel| list_modules(channel, pb::ReadConsistency::Linearizable);
             let op = observer
                 .perform(MODULES_KEY.to_string(), Call::ListModules, 0, send, |_| {
                     None
@@ -97,7 +93,6 @@ pub async fn run(
 
 /// One client: one leased provider at a time.
 struct LeaseClient {
-    nodes: std::collections::BTreeMap<u64, NodeClients>,
     context: ClientContext,
     client_id: String,
     serial: u64,
@@ -115,11 +110,9 @@ impl LeaseClient {
                 client_id: self.client_id.clone(),
                 serial: self.serial,
             };
-            let nodes = &self.nodes;
-            let send = |node: u64| {
-                let clients = nodes[&node].clone();
+            let send = |channel| {
                 let (key, request_id) = (key.clone(), request_id.clone());
-                async move { send_write(clients, key, Call::Register, request_id, ttl_ms).await }
+                async move { send_write(channel, key, Call::Register, request_id, ttl_ms).await }
             };
             let register = self
                 .context
@@ -168,13 +161,16 @@ impl LeaseClient {
     async fn hold(&mut self, connection_id: u64, generation: u64, stop: Instant) -> Vec<Heartbeat> {
         let interval = TTL / 5;
         let mut beats = Vec::new();
-        let ids = self.context.nodes.clone();
-        let mut at = self.context.rng.random_range(0..ids.len());
+        let mut at = self.context.rng.random_range(0..16usize);
         let mut sequence = 0;
         while Instant::now() < stop {
+            let ids = self.context.nodes.ids();
             let node = ids[at % ids.len()];
             at += 1;
-            let mut client = self.nodes[&node].providers.clone();
+            let Some(channel) = self.context.nodes.channel(node) else {
+                continue;
+            };
+            let mut client = ProviderServiceClient::new(channel);
             let (tx, rx) = mpsc::channel(4);
             let attach = Message::Attach(pb::Attach {
                 connection_id,

@@ -18,7 +18,10 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use tokio::time::{sleep, timeout, Instant};
 
+use tonic::transport::Channel;
+
 use crate::checker::FINAL_PROCESS;
+use crate::cluster::Directory;
 use crate::history::{Answer, Call, Completion, Op};
 use crate::runclock::RunClock;
 
@@ -103,8 +106,8 @@ pub struct Patience {
 pub struct ClientContext {
     /// The client (process) number.
     pub process: u32,
-    /// The node ids.
-    pub nodes: Vec<u64>,
+    /// The members.
+    pub nodes: Directory,
     /// The client's random choices.
     pub rng: StdRng,
     /// The runner's clock.
@@ -127,10 +130,10 @@ impl ClientContext {
         definite: impl Fn(&tonic::Status) -> Option<Answer>,
     ) -> Op
     where
-        F: FnMut(u64) -> Fut,
+        F: FnMut(Channel) -> Fut,
         Fut: Future<Output = Result<Answer, tonic::Status>>,
     {
-        let ids = self.nodes.clone();
+        let mut ids = self.nodes.ids();
         let mut target = ids[self.rng.random_range(0..ids.len())];
         let invoke_ns = self.clock.now_ns();
         let deadline = Instant::now() + self.patience.op;
@@ -143,7 +146,14 @@ impl ClientContext {
             let budget = deadline
                 .saturating_duration_since(Instant::now())
                 .min(self.patience.attempt);
-            match timeout(budget, send(node)).await {
+            let sent = match self.nodes.channel(node) {
+                Some(channel) => timeout(budget, send(channel)).await,
+                None => Ok(Err(tonic::Status::unavailable(format!(
+                    "node {node} was removed"
+                )))),
+            };
+            ids = self.nodes.ids();
+            match sent {
                 Ok(Ok(answer)) => break Completion::Ok { answer },
                 Ok(Err(status)) => {
                     if let Some(answer) = definite(&status) {
@@ -221,24 +231,27 @@ impl<T> FinalRead<T> {
     }
 }
 
-/// Asks the nodes in turn until one answers `read` (5 s a try), for at most
-/// `within`.
+/// Asks the members in turn until one answers `read` (5 s a try), for at
+/// most `within`.
 pub async fn read_after_healing<T, F, Fut>(
-    nodes: &[u64],
+    nodes: &Directory,
     clock: RunClock,
     within: Duration,
     mut read: F,
 ) -> anyhow::Result<FinalRead<T>>
 where
-    F: FnMut(u64) -> Fut,
+    F: FnMut(Channel) -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
     let deadline = Instant::now() + within;
     let mut last_error = String::new();
     while Instant::now() < deadline {
-        for &node in nodes {
+        for node in nodes.ids() {
+            let Some(channel) = nodes.channel(node) else {
+                continue;
+            };
             let invoke_ns = clock.now_ns();
-            match timeout(Duration::from_secs(5), read(node)).await {
+            match timeout(Duration::from_secs(5), read(channel)).await {
                 Ok(Ok(value)) => {
                     return Ok(FinalRead {
                         node,
@@ -256,8 +269,11 @@ where
     bail!("no node answered the final linearizable read: {last_error}")
 }
 
-/// The node after `node`, wrapping around.
+/// The member after `node` (or the first, when `node` is gone), wrapping
+/// around.
 fn next_after(ids: &[u64], node: u64) -> u64 {
-    let at = ids.iter().position(|id| *id == node).unwrap_or(0);
-    ids[(at + 1) % ids.len()]
+    match ids.iter().position(|id| *id == node) {
+        Some(at) => ids[(at + 1) % ids.len()],
+        None => ids[0],
+    }
 }

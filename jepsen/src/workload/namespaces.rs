@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::{read_after_healing, ClientContext, Patience, Recorder};
+use crate::cluster::Directory;
 use crate::history::{Answer, Call, Op};
 use crate::runclock::RunClock;
 
@@ -85,7 +86,7 @@ impl KeyPool {
 
 /// Runs the clients until `until`; each finishes its operation in flight.
 pub async fn run(
-    clients: BTreeMap<u64, ClusterAdminClient<Channel>>,
+    nodes: Directory,
     config: WorkloadConfig,
     clock: RunClock,
     until: Instant,
@@ -98,10 +99,9 @@ pub async fn run(
     let mut tasks = Vec::new();
     for process in 0..config.concurrency {
         let client = Client {
-            nodes: clients.clone(),
             context: ClientContext {
                 process,
-                nodes: clients.keys().copied().collect(),
+                nodes: nodes.clone(),
                 rng: StdRng::seed_from_u64(
                     config.seed.wrapping_mul(1_000).wrapping_add(process as u64),
                 ),
@@ -123,7 +123,6 @@ pub async fn run(
 
 /// One client: runs one operation at a time.
 struct Client {
-    nodes: BTreeMap<u64, ClusterAdminClient<Channel>>,
     context: ClientContext,
     client_id: String,
     read_consistency: pb::ReadConsistency,
@@ -160,10 +159,9 @@ impl Client {
             client_id: self.client_id.clone(),
             serial,
         };
-        let nodes = &self.nodes;
         let consistency = self.read_consistency;
-        let send = |node: u64| {
-            let client = nodes[&node].clone();
+        let send = |channel: Channel| {
+            let client = ClusterAdminClient::new(channel);
             let (key, call, request_id) = (key.clone(), call.clone(), request_id.clone());
             async move { send(client, &key, &call, &request_id, consistency).await }
         };
@@ -240,13 +238,13 @@ fn definite_answer(status: &tonic::Status, call: &Call) -> Option<Answer> {
 /// Reads every namespace once, linearizably, after healing: one list, made
 /// into one read per namespace in `keys`, all with the list's times.
 pub async fn final_reads(
-    clients: &BTreeMap<u64, ClusterAdminClient<Channel>>,
+    nodes: &Directory,
     keys: &[String],
     clock: RunClock,
     within: Duration,
 ) -> anyhow::Result<Vec<Op>> {
-    let list = |node: u64| {
-        let mut client = clients[&node].clone();
+    let list = |channel: Channel| {
+        let mut client = ClusterAdminClient::new(channel);
         async move {
             let request = pb::ListNamespacesRequest {
                 prefix: "jns".into(),
@@ -255,8 +253,7 @@ pub async fn final_reads(
             Ok(client.list_namespaces(request).await?.into_inner())
         }
     };
-    let nodes: Vec<u64> = clients.keys().copied().collect();
-    let read = read_after_healing(&nodes, clock, within, list).await?;
+    let read = read_after_healing(nodes, clock, within, list).await?;
     let owners: BTreeMap<String, String> = read
         .value
         .namespaces

@@ -7,7 +7,6 @@
 //! Leases are an hour long so that no provider expires during a run: this
 //! workload checks the registry's set of providers, not liveness.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::{read_after_healing, ClientContext, Patience, Recorder};
+use crate::cluster::Directory;
 use crate::history::{Answer, Call, Op, MODULES_KEY};
 use crate::net;
 use crate::runclock::RunClock;
@@ -41,15 +41,6 @@ pub struct ProvidersConfig {
     /// Listings as sent: `Linearizable`, or `Stale` for the deliberately
     /// broken mode that still records them as linearizable reads.
     pub read_consistency: pb::ReadConsistency,
-}
-
-/// A client of each node's provider and registry services.
-#[derive(Clone)]
-pub(super) struct NodeClients {
-    /// `ProviderService`.
-    pub(super) providers: ProviderServiceClient<Channel>,
-    /// `Registry`.
-    pub(super) registry: RegistryClient<Channel>,
 }
 
 /// Serves `grpc.health.v1.Health` answering SERVING for
@@ -76,20 +67,18 @@ pub async fn start_executor() -> anyhow::Result<tokio::task::JoinHandle<()>> {
 
 /// Runs the clients until `until`.
 pub async fn run(
-    nodes: &[u64],
+    nodes: Directory,
     config: ProvidersConfig,
     clock: RunClock,
     until: Instant,
     recorder: Recorder,
 ) -> anyhow::Result<()> {
-    let clients = node_clients(nodes)?;
     let mut tasks = Vec::new();
     for process in 0..config.concurrency {
         let client = Client {
-            nodes: clients.clone(),
             context: ClientContext {
                 process,
-                nodes: nodes.to_vec(),
+                nodes: nodes.clone(),
                 rng: StdRng::seed_from_u64(
                     config.seed.wrapping_mul(7_919).wrapping_add(process as u64),
                 ),
@@ -109,25 +98,8 @@ pub async fn run(
     Ok(())
 }
 
-/// A client of each node.
-pub(super) fn node_clients(nodes: &[u64]) -> anyhow::Result<BTreeMap<u64, NodeClients>> {
-    let mut clients = BTreeMap::new();
-    for &id in nodes {
-        let channel = crate::cluster::channel(id)?;
-        clients.insert(
-            id,
-            NodeClients {
-                providers: ProviderServiceClient::new(channel.clone()),
-                registry: RegistryClient::new(channel),
-            },
-        );
-    }
-    Ok(clients)
-}
-
 /// One client: runs one operation at a time.
 struct Client {
-    nodes: BTreeMap<u64, NodeClients>,
     context: ClientContext,
     client_id: String,
     read_consistency: pb::ReadConsistency,
@@ -179,11 +151,9 @@ impl Client {
             client_id: self.client_id.clone(),
             serial: self.serial,
         };
-        let nodes = &self.nodes;
-        let send = |node: u64| {
-            let clients = nodes[&node].clone();
+        let send = |channel: Channel| {
             let (key, call, request_id) = (key.clone(), call.clone(), request_id.clone());
-            async move { send_write(clients, key, call, request_id, LEASE_TTL_MS).await }
+            async move { send_write(channel, key, call, request_id, LEASE_TTL_MS).await }
         };
         let serial = self.serial;
         self.context
@@ -193,12 +163,8 @@ impl Client {
 
     /// Lists the test providers' modules.
     async fn read(&mut self) -> Op {
-        let nodes = &self.nodes;
         let consistency = self.read_consistency;
-        let send = |node: u64| {
-            let registry = nodes[&node].registry.clone();
-            async move { list_modules(registry, consistency).await }
-        };
+        let send = |channel: Channel| list_modules(channel, consistency);
         self.context
             .perform(MODULES_KEY.to_string(), Call::ListModules, 0, send, |_| {
                 None
@@ -209,7 +175,7 @@ impl Client {
 
 /// One try of a registration (with a lease of `ttl_ms`) or deregistration.
 pub(super) async fn send_write(
-    mut clients: NodeClients,
+    channel: Channel,
     key: String,
     call: Call,
     request_id: pb::RequestId,
@@ -236,7 +202,8 @@ pub(super) async fn send_write(
                 lease_ttl_ms: ttl_ms,
                 ..Default::default()
             };
-            let mut events = clients.providers.register(request).await?.into_inner();
+            let mut providers = ProviderServiceClient::new(channel);
+            let mut events = providers.register(request).await?.into_inner();
             while let Some(event) = events.message().await? {
                 match event.stage() {
                     pb::RegisterStage::Committed => {
@@ -264,8 +231,7 @@ pub(super) async fn send_write(
             connection_id,
             generation,
         } => {
-            let response = clients
-                .providers
+            let response = ProviderServiceClient::new(channel)
                 .deregister(pb::DeregisterRequest {
                     request_id: Some(request_id),
                     connection_id,
@@ -285,10 +251,10 @@ pub(super) async fn send_write(
 
 /// The namespaces of the test providers whose module a listing shows, sorted.
 pub(super) async fn list_modules(
-    mut registry: RegistryClient<Channel>,
+    channel: Channel,
     consistency: pb::ReadConsistency,
 ) -> Result<Answer, tonic::Status> {
-    let response = registry
+    let response = RegistryClient::new(channel)
         .list_modules(pb::ListModulesRequest {
             namespace_prefix: MODULES_KEY.into(),
             consistency: consistency as i32,
@@ -306,13 +272,13 @@ pub(super) async fn list_modules(
 }
 
 /// The module listing after healing, as one read of the final client.
-pub async fn final_read(nodes: &[u64], clock: RunClock, within: Duration) -> anyhow::Result<Op> {
-    let clients = node_clients(nodes)?;
-    let read = read_after_healing(nodes, clock, within, |node| {
-        list_modules(
-            clients[&node].registry.clone(),
-            pb::ReadConsistency::Linearizable,
-        )
+pub async fn final_read(
+    nodes: &Directory,
+    clock: RunClock,
+    within: Duration,
+) -> anyhow::Result<Op> {
+    let read = read_after_healing(nodes, clock, within, |channel| {
+        list_modules(channel, pb::ReadConsistency::Linearizable)
     })
     .await?;
     let answer = read.value.clone();

@@ -214,3 +214,44 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Op>> {
     }
     Ok(ops)
 }
+
+/// Operations for the checkers' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{Answer, Call, Completion, Op};
+
+    /// An operation on `key` by `process`, called and completed at `span`.
+    pub(crate) fn op(
+        index: u64,
+        process: u32,
+        span: (u64, u64),
+        key: &str,
+        call: Call,
+        completion: Completion,
+    ) -> Op {
+        Op {
+            index,
+            process,
+            key: key.into(),
+            call,
+            serial: index,
+            invoke_ns: span.0,
+            complete_ns: span.1,
+            completion,
+            node: 1,
+            attempts: 1,
+        }
+    }
+
+    /// An operation that answered.
+    pub(crate) fn answered(
+        index: u64,
+        process: u32,
+        span: (u64, u64),
+        key: &str,
+        call: Call,
+        answer: Answer,
+    ) -> Op {
+        op(index, process, span, key, call, Completion::Ok { answer })
+    }
+}

@@ -9,11 +9,12 @@
 //! - [`workload`]: the namespace ownership clients.
 //! - [`history`], [`runclock`]: what is recorded and with which clock.
 //! - [`checker`]: linearizability and the other checks, the verdict.
-//! - [`runner`]: one run, start to end.
+//! - [`runner`]: one run, start to end; [`namelist`]: its list flags.
 
 pub mod checker;
 pub mod cluster;
 pub mod history;
+pub mod namelist;
 pub mod nemesis;
 pub mod net;
 pub mod node;

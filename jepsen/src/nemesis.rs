@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::time::{sleep_until, Instant};
 
 use crate::cluster::Cluster;
+use crate::namelist::parse_list;
 use crate::net;
 use crate::runclock::RunClock;
 
@@ -69,22 +70,10 @@ impl FromStr for NemesisKind {
 
 /// Parses `partition,kill`, `all`, or `none` (no faults: a baseline).
 pub fn parse_kinds(list: &str) -> anyhow::Result<Vec<NemesisKind>> {
-    let mut kinds = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        if name == "none" {
-            return Ok(Vec::new());
-        }
-        if name == "all" {
-            kinds.extend(NemesisKind::ALL);
-        } else {
-            kinds.push(name.parse()?);
-        }
+    if list.trim() == "none" {
+        return Ok(Vec::new());
     }
-    kinds.dedup();
-    if kinds.is_empty() {
-        bail!("no nemesis given");
-    }
-    Ok(kinds)
+    parse_list(list, &NemesisKind::ALL, "nemesis")
 }
 
 /// One fault, resolved to concrete nodes.

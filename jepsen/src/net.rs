@@ -79,25 +79,7 @@ pub async fn create(nodes: &[u64]) -> anyhow::Result<()> {
     run("ip", &["link", "set", BRIDGE, "up"]).await?;
     // Bridged frames pass the root namespace's FORWARD chain when
     // br_netfilter is loaded, whose policy may be DROP (Docker sets it).
-    run(
-        "iptables",
-        &[
-            "-w",
-            "-I",
-            "FORWARD",
-            "-i",
-            BRIDGE,
-            "-o",
-            BRIDGE,
-            "-m",
-            "comment",
-            "--comment",
-            RULE_COMMENT,
-            "-j",
-            "ACCEPT",
-        ],
-    )
-    .await?;
+    run("iptables", &forward_rule("-I")).await?;
     for &id in nodes {
         add_host(id).await?;
     }
@@ -163,9 +145,16 @@ pub async fn remove_all() {
         run_quietly("ip", &["link", "del", &link]).await;
     }
     run_quietly("ip", &["link", "del", BRIDGE]).await;
-    let rule = [
+    let rule = forward_rule("-D");
+    while run("iptables", &rule).await.is_ok() {}
+}
+
+/// The root namespace's rule that lets bridged frames through, with `action`
+/// (`-I` to insert, `-D` to delete).
+fn forward_rule(action: &str) -> [&str; 13] {
+    [
         "-w",
-        "-D",
+        action,
         "FORWARD",
         "-i",
         BRIDGE,
@@ -177,6 +166,5 @@ pub async fn remove_all() {
         RULE_COMMENT,
         "-j",
         "ACCEPT",
-    ];
-    while run("iptables", &rule).await.is_ok() {}
+    ]
 }

@@ -269,16 +269,17 @@ mod tests {
         }
     }
 
+    fn verdict(history: &[Event<RegCall, u32>]) -> Linearizability {
+        check(&Register, history, 10_000)
+    }
+
     #[test]
     fn sequential_read_of_the_last_write_is_linearizable() {
         let history = [
             op(0, Some(10), RegCall::Write(1), Some(0)),
             op(20, Some(30), RegCall::Read, Some(1)),
         ];
-        assert_eq!(
-            check(&Register, &history, 10_000),
-            Linearizability::Linearizable
-        );
+        assert_eq!(verdict(&history), Linearizability::Linearizable);
     }
 
     #[test]
@@ -287,10 +288,7 @@ mod tests {
             op(0, Some(10), RegCall::Write(1), Some(0)),
             op(20, Some(30), RegCall::Read, Some(0)),
         ];
-        assert_eq!(
-            check(&Register, &history, 10_000),
-            Linearizability::NotLinearizable
-        );
+        assert_eq!(verdict(&history), Linearizability::NotLinearizable);
     }
 
     #[test]
@@ -300,20 +298,14 @@ mod tests {
             op(10, Some(20), RegCall::Read, Some(1)),
             op(30, Some(40), RegCall::Read, Some(1)),
         ];
-        assert_eq!(
-            check(&Register, &history, 10_000),
-            Linearizability::Linearizable
-        );
+        assert_eq!(verdict(&history), Linearizability::Linearizable);
         // Once seen, it cannot be unseen.
         let flapping = [
             op(0, Some(100), RegCall::Write(1), Some(0)),
             op(10, Some(20), RegCall::Read, Some(1)),
             op(30, Some(40), RegCall::Read, Some(0)),
         ];
-        assert_eq!(
-            check(&Register, &flapping, 10_000),
-            Linearizability::NotLinearizable
-        );
+        assert_eq!(verdict(&flapping), Linearizability::NotLinearizable);
     }
 
     #[test]
@@ -324,28 +316,19 @@ mod tests {
             op(500, Some(510), RegCall::Read, Some(0)),
             op(600, Some(610), RegCall::Read, Some(7)),
         ];
-        assert_eq!(
-            check(&Register, &late, 10_000),
-            Linearizability::Linearizable
-        );
+        assert_eq!(verdict(&late), Linearizability::Linearizable);
         // Never seen at all.
         let never = [
             op(0, None, RegCall::Write(7), None),
             op(500, Some(510), RegCall::Read, Some(0)),
         ];
-        assert_eq!(
-            check(&Register, &never, 10_000),
-            Linearizability::Linearizable
-        );
+        assert_eq!(verdict(&never), Linearizability::Linearizable);
         // But not before it was called.
         let early = [
             op(0, Some(10), RegCall::Read, Some(7)),
             op(20, None, RegCall::Write(7), None),
         ];
-        assert_eq!(
-            check(&Register, &early, 10_000),
-            Linearizability::NotLinearizable
-        );
+        assert_eq!(verdict(&early), Linearizability::NotLinearizable);
     }
 
     #[test]

@@ -54,21 +54,10 @@ pub fn check_key(ops: &[&Op], final_read: Option<&Op>) -> LastWrite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Completion;
+    use crate::history::{fixtures, Completion};
 
     fn op(index: u64, span: (u64, u64), call: Call, completion: Completion) -> Op {
-        Op {
-            index,
-            process: 0,
-            key: "k".into(),
-            call,
-            serial: index,
-            invoke_ns: span.0,
-            complete_ns: span.1,
-            completion,
-            node: 1,
-            attempts: 1,
-        }
+        fixtures::op(index, 0, span, "k", call, completion)
     }
 
     fn ok(answer: Answer) -> Completion {

@@ -41,21 +41,10 @@ pub fn double_owners(ops: &[&Op]) -> Vec<(Op, Op)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Completion;
+    use crate::history::fixtures::answered;
 
     fn op(index: u64, invoke_ns: u64, complete_ns: u64, call: Call, answer: Answer) -> Op {
-        Op {
-            index,
-            process: 0,
-            key: "k".into(),
-            call,
-            serial: index,
-            invoke_ns,
-            complete_ns,
-            completion: Completion::Ok { answer },
-            node: 1,
-            attempts: 1,
-        }
+        answered(index, 0, (invoke_ns, complete_ns), "k", call, answer)
     }
 
     #[test]

@@ -213,26 +213,12 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Completion, MODULES_KEY};
-
-    fn op(index: u64, process: u32, span: (u64, u64), key: &str, call: Call, answer: Answer) -> Op {
-        Op {
-            index,
-            process,
-            key: key.into(),
-            call,
-            serial: index,
-            invoke_ns: span.0,
-            complete_ns: span.1,
-            completion: Completion::Ok { answer },
-            node: 1,
-            attempts: 1,
-        }
-    }
+    use crate::history::fixtures::answered;
+    use crate::history::MODULES_KEY;
 
     fn listing(index: u64, process: u32, span: (u64, u64), providers: &[&str]) -> Op {
         let providers = providers.iter().map(|p| p.to_string()).collect();
-        op(
+        answered(
             index,
             process,
             span,
@@ -247,7 +233,7 @@ mod tests {
             connection_id: index,
             generation: 1,
         };
-        op(index, 0, span, key, Call::Register, answer)
+        answered(index, 0, span, key, Call::Register, answer)
     }
 
     #[test]
@@ -277,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_deregistered_provider_shown_again_is_stale() {
-        let deregister = op(
+        let deregister = answered(
             1,
             0,
             (20, 30),
@@ -315,7 +301,7 @@ mod tests {
                 renewed: true,
             },
         ];
-        let lease = op(
+        let lease = answered(
             1,
             0,
             (10, 6_000_000_000),

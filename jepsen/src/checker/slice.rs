@@ -85,21 +85,18 @@ fn relaxed_prefix(ops: &[&Op], cut: u64) -> Vec<Op> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::fixtures::answered;
     use crate::history::{Answer, Call};
 
     fn op(index: u64, invoke_ns: u64, complete_ns: u64, call: Call, answer: Answer) -> Op {
-        Op {
+        answered(
             index,
-            process: index as u32,
-            key: "k".into(),
+            index as u32,
+            (invoke_ns, complete_ns),
+            "k",
             call,
-            serial: index,
-            invoke_ns,
-            complete_ns,
-            completion: Completion::Ok { answer },
-            node: 1,
-            attempts: 1,
-        }
+            answer,
+        )
     }
 
     #[test]

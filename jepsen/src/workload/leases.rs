@@ -11,13 +11,12 @@ use orrery_proto::pb;
 use orrery_proto::pb::control_message::Body as Message;
 use orrery_proto::pb::control_reply::Body as Reply;
 use orrery_proto::pb::provider_service_client::ProviderServiceClient;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::providers::{list_modules, send_write};
-use super::{ClientContext, Patience, Recorder};
+use super::{join_clients, ClientContext, Patience, Recorder};
 use crate::cluster::Directory;
 use crate::history::{Answer, Call, Completion, Heartbeat, Op, MODULES_KEY};
 use crate::runclock::RunClock;
@@ -49,17 +48,8 @@ pub async fn run(
     until: Instant,
     recorder: Recorder,
 ) -> anyhow::Result<()> {
-    let context = |process: u32| ClientContext {
-        process,
-        nodes: nodes.clone(),
-        rng: StdRng::seed_from_u64(
-            config
-                .seed
-                .wrapping_mul(104_729)
-                .wrapping_add(process as u64),
-        ),
-        clock,
-        patience: config.patience,
+    let context = |process: u32| {
+        ClientContext::new(process, nodes.clone(), config.seed, clock, config.patience)
     };
     let mut tasks = Vec::new();
     for i in 0..config.concurrency {
@@ -85,9 +75,7 @@ pub async fn run(
             sleep(OBSERVE_EVERY).await;
         }
     }));
-    for task in tasks {
-        let _ = task.await;
-    }
+    join_clients(tasks).await;
     Ok(())
 }
 

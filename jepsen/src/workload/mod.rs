@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use tokio::time::{sleep, timeout, Instant};
 
 use tonic::transport::Channel;
@@ -23,6 +23,7 @@ use tonic::transport::Channel;
 use crate::checker::FINAL_PROCESS;
 use crate::cluster::Directory;
 use crate::history::{Answer, Call, Completion, Op};
+use crate::namelist::parse_list;
 use crate::runclock::RunClock;
 
 /// A workload, as named on the command line.
@@ -54,23 +55,12 @@ impl FromStr for WorkloadKind {
 
 /// Parses `namespaces,providers` or `all`.
 pub fn parse_workloads(list: &str) -> anyhow::Result<Vec<WorkloadKind>> {
-    let mut kinds = Vec::new();
-    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        if name == "all" {
-            kinds.extend([
-                WorkloadKind::Namespaces,
-                WorkloadKind::Providers,
-                WorkloadKind::Leases,
-            ]);
-        } else {
-            kinds.push(name.parse()?);
-        }
-    }
-    kinds.dedup();
-    if kinds.is_empty() {
-        bail!("no workload given");
-    }
-    Ok(kinds)
+    let all = [
+        WorkloadKind::Namespaces,
+        WorkloadKind::Providers,
+        WorkloadKind::Leases,
+    ];
+    parse_list(list, &all, "workload")
 }
 
 /// The history being recorded, shared by the clients.
@@ -117,6 +107,24 @@ pub struct ClientContext {
 }
 
 impl ClientContext {
+    /// Client `process` of a run seeded with `seed`: its random choices
+    /// depend on both.
+    pub fn new(
+        process: u32,
+        nodes: Directory,
+        seed: u64,
+        clock: RunClock,
+        patience: Patience,
+    ) -> Self {
+        ClientContext {
+            process,
+            nodes,
+            rng: StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(process as u64)),
+            clock,
+            patience,
+        }
+    }
+
     /// Runs one operation: sends it to a random node, then after an error to
     /// the leader hint or the next node, until it answers or its time is up.
     /// `definite` turns the errors that are answers (NOT_FOUND, ...) into
@@ -267,6 +275,13 @@ where
         sleep(Duration::from_millis(200)).await;
     }
     bail!("no node answered the final linearizable read: {last_error}")
+}
+
+/// Waits for every client task (a panicked client has recorded nothing more).
+pub async fn join_clients(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
 }
 
 /// The member after `node` (or the first, when `node` is gone), wrapping

@@ -14,11 +14,11 @@ use std::time::Duration;
 use orrery_proto::pb;
 use orrery_proto::pb::cluster_admin_client::ClusterAdminClient;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use super::{read_after_healing, ClientContext, Patience, Recorder};
+use super::{join_clients, read_after_healing, ClientContext, Patience, Recorder};
 use crate::cluster::Directory;
 use crate::history::{Answer, Call, Op};
 use crate::runclock::RunClock;
@@ -99,15 +99,13 @@ pub async fn run(
     let mut tasks = Vec::new();
     for process in 0..config.concurrency {
         let client = Client {
-            context: ClientContext {
+            context: ClientContext::new(
                 process,
-                nodes: nodes.clone(),
-                rng: StdRng::seed_from_u64(
-                    config.seed.wrapping_mul(1_000).wrapping_add(process as u64),
-                ),
+                nodes.clone(),
+                config.seed,
                 clock,
-                patience: config.patience,
-            },
+                config.patience,
+            ),
             client_id: format!("jepsen-{}-p{process}", config.seed),
             read_consistency: config.read_consistency,
             serial: 0,
@@ -116,9 +114,7 @@ pub async fn run(
         let recorder = recorder.clone();
         tasks.push(tokio::spawn(client.run(pool, until, recorder)));
     }
-    for task in tasks {
-        let _ = task.await;
-    }
+    join_clients(tasks).await;
 }
 
 /// One client: runs one operation at a time.

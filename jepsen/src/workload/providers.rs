@@ -13,12 +13,11 @@ use std::time::Duration;
 use orrery_proto::pb;
 use orrery_proto::pb::provider_service_client::ProviderServiceClient;
 use orrery_proto::pb::registry_client::RegistryClient;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use super::{read_after_healing, ClientContext, Patience, Recorder};
+use super::{join_clients, read_after_healing, ClientContext, Patience, Recorder};
 use crate::cluster::Directory;
 use crate::history::{Answer, Call, Op, MODULES_KEY};
 use crate::net;
@@ -26,6 +25,9 @@ use crate::runclock::RunClock;
 
 /// The port of the runner's executor health endpoint.
 pub const EXECUTOR_PORT: u16 = 7500;
+/// Process numbers of provider clients start here (namespace clients use
+/// 0.., lease clients 1000..).
+const FIRST_PROCESS: u32 = 100;
 /// The lease every test provider asks for.
 const LEASE_TTL_MS: u64 = 3_600_000;
 
@@ -74,17 +76,15 @@ pub async fn run(
     recorder: Recorder,
 ) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
-    for process in 0..config.concurrency {
+    for process in (0..config.concurrency).map(|i| FIRST_PROCESS + i) {
         let client = Client {
-            context: ClientContext {
+            context: ClientContext::new(
                 process,
-                nodes: nodes.clone(),
-                rng: StdRng::seed_from_u64(
-                    config.seed.wrapping_mul(7_919).wrapping_add(process as u64),
-                ),
+                nodes.clone(),
+                config.seed,
                 clock,
-                patience: config.patience,
-            },
+                config.patience,
+            ),
             client_id: format!("jepsen-prov-{}-p{process}", config.seed),
             read_consistency: config.read_consistency,
             serial: 0,
@@ -92,9 +92,7 @@ pub async fn run(
         };
         tasks.push(tokio::spawn(client.run(until, recorder.clone())));
     }
-    for task in tasks {
-        let _ = task.await;
-    }
+    join_clients(tasks).await;
     Ok(())
 }
 

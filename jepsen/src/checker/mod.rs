@@ -32,7 +32,8 @@ pub const STEPS_PER_KEY: u64 = 5_000_000;
 pub struct Anomaly {
     /// Which check found it: `linearizable`, `gave-up`, `double-owner`,
     /// `lost-write`, `phantom-provider`, `lost-provider`, `stale-provider`,
-    /// `provider-returned`, `replica-divergence`, `recovery`.
+    /// `provider-returned`, `early-expiry`, `lease-not-expired`,
+    /// `duplicate-effect`, `replica-divergence`, `recovery`.
     pub check: &'static str,
     /// The namespace, when it concerns one.
     pub key: Option<String>,
@@ -130,6 +131,24 @@ pub fn check(model: &NamespaceModel, ops: &[Op], replicas: &[ReplicaState]) -> V
     }
     let (provider_summary, provider_anomalies) = providers::check(ops);
     anomalies.extend(provider_anomalies);
+    // Every test provider registers once: a module served twice is a
+    // registration that took effect twice.
+    let mut doubled: Vec<&String> = replicas
+        .iter()
+        .flat_map(|replica| &replica.modules)
+        .filter(|(module, serving)| module.starts_with("jpv.") && *serving > 1)
+        .map(|(module, _)| module)
+        .collect();
+    doubled.sort();
+    doubled.dedup();
+    for module in doubled {
+        anomalies.push(Anomaly {
+            check: "duplicate-effect",
+            key: Some(module.clone()),
+            description: "a test provider's module is served by more than one connection".into(),
+            slice: Vec::new(),
+        });
+    }
     let (digests, agree) = digest::compare(replicas);
     if !agree {
         anomalies.push(Anomaly {

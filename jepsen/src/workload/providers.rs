@@ -4,6 +4,10 @@
 //! provider names is the runner's own health endpoint on the bridge, which
 //! the nodes check before committing a registration.
 //!
+//! One acknowledged write in five is sent again with the same request id
+//! (to a random node), as a client that missed the answer would: the
+//! checker requires the same answer and no second effect.
+//!
 //! Leases are an hour long so that no provider expires during a run: this
 //! workload checks the registry's set of providers, not liveness.
 
@@ -28,6 +32,8 @@ pub const EXECUTOR_PORT: u16 = 7500;
 /// Process numbers of provider clients start here (namespace clients use
 /// 0.., lease clients 1000..).
 const FIRST_PROCESS: u32 = 100;
+/// How often an acknowledged write is sent again with the same request id.
+const REPLAY_CHANCE: f64 = 0.2;
 /// The lease every test provider asks for.
 const LEASE_TTL_MS: u64 = 3_600_000;
 
@@ -120,13 +126,15 @@ impl Client {
                         connection_id,
                         generation,
                     };
-                    self.write(key, call).await
+                    self.serial += 1;
+                    self.write(key, call, self.serial).await
                 }
                 1 => self.read().await,
                 _ => {
                     created += 1;
                     let key = format!("{MODULES_KEY}.c{}n{created}", self.context.process);
-                    let op = self.write(key.clone(), Call::Register).await;
+                    self.serial += 1;
+                    let op = self.write(key.clone(), Call::Register, self.serial).await;
                     if let Some(Answer::Registered {
                         connection_id,
                         generation,
@@ -137,23 +145,32 @@ impl Client {
                     op
                 }
             };
+            // Now and then the same request again, as a client that missed
+            // the answer would send it: it must get the first answer and
+            // change nothing.
+            let replay = (op.call.is_write() && op.answer().is_some())
+                .then(|| (op.key.clone(), op.call.clone(), op.serial))
+                .filter(|_| self.context.rng.random_bool(REPLAY_CHANCE));
             recorder.push(op);
+            if let Some((key, call, serial)) = replay {
+                let op = self.write(key, call, serial).await;
+                recorder.push(op);
+            }
             self.context.breathe().await;
         }
     }
 
-    /// Registers or deregisters, with a request id shared by the retries.
-    async fn write(&mut self, key: String, call: Call) -> Op {
-        self.serial += 1;
+    /// Registers or deregisters with request id `serial`, shared by the
+    /// retries.
+    async fn write(&mut self, key: String, call: Call, serial: u64) -> Op {
         let request_id = pb::RequestId {
             client_id: self.client_id.clone(),
-            serial: self.serial,
+            serial,
         };
         let send = |channel: Channel| {
             let (key, call, request_id) = (key.clone(), call.clone(), request_id.clone());
             async move { send_write(channel, key, call, request_id, LEASE_TTL_MS).await }
         };
-        let serial = self.serial;
         self.context
             .perform(key.clone(), call.clone(), serial, send, |_| None)
             .await

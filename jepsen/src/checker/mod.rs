@@ -9,6 +9,7 @@ pub mod lost_writes;
 pub mod namespace_model;
 pub mod owners;
 pub mod providers;
+pub mod replays;
 pub mod slice;
 
 use std::collections::BTreeMap;
@@ -72,11 +73,15 @@ pub struct Verdict {
 /// Checks `ops` (final reads included, as [`FINAL_PROCESS`]) and the
 /// replicas read after healing, against `model`.
 pub fn check(model: &NamespaceModel, ops: &[Op], replicas: &[ReplicaState]) -> Verdict {
+    let replayed = replays::replays(ops);
+    let mut anomalies = replays::replayed_differently(ops, model.strict_release);
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
-    for op in ops.iter().filter(|op| op.call.is_namespace_op()) {
+    for op in ops
+        .iter()
+        .filter(|op| op.call.is_namespace_op() && !replayed.contains(&op.index))
+    {
         by_key.entry(op.key.as_str()).or_default().push(op);
     }
-    let mut anomalies = Vec::new();
     let mut decided = 0;
     for (key, key_ops) in &by_key {
         let key = Some(key.to_string());
@@ -129,7 +134,12 @@ pub fn check(model: &NamespaceModel, ops: &[Op], replicas: &[ReplicaState]) -> V
             }
         }
     }
-    let (provider_summary, provider_anomalies) = providers::check(ops);
+    let originals: Vec<Op> = ops
+        .iter()
+        .filter(|op| !replayed.contains(&op.index))
+        .cloned()
+        .collect();
+    let (provider_summary, provider_anomalies) = providers::check(&originals);
     anomalies.extend(provider_anomalies);
     // Every test provider registers once: a module served twice is a
     // registration that took effect twice.

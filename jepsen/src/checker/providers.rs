@@ -6,9 +6,6 @@
 //! registration was sent must not; and once a listing that started after the
 //! registration misses it, no later listing may show it again.
 //!
-//! A request sent twice with the same request id must get the same answer
-//! (`duplicate-effect`).
-//!
 //! Leased providers (the lease workload) may also go once their lease can
 //! have run out (`early-expiry` otherwise), and must be gone from the final
 //! listing, which is made a TTL and a grace after healing
@@ -127,7 +124,7 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
         listings: listings.len(),
         ..Default::default()
     };
-    let mut anomalies = replayed_differently(ops);
+    let mut anomalies = Vec::new();
     let final_listing = listings.iter().find(|(op, _)| op.process == FINAL_PROCESS);
     for (&key, life) in &lives {
         let Some(register) = life.register else {
@@ -221,32 +218,6 @@ pub fn check(ops: &[Op]) -> (ProviderSummary, Vec<Anomaly>) {
     (summary, anomalies)
 }
 
-/// Requests sent twice with the same request id (a retry, or a replay of an
-/// acknowledged one) must get the same answer: the first effect, not a
-/// second one (`duplicate-effect`).
-fn replayed_differently(ops: &[Op]) -> Vec<Anomaly> {
-    let mut first: BTreeMap<(&str, u32, u64), &Op> = BTreeMap::new();
-    let mut anomalies = Vec::new();
-    for op in ops.iter().filter(|op| op.call.is_write() && op.serial != 0) {
-        let Some(answer) = op.answer() else {
-            continue;
-        };
-        match first.get(&(op.key.as_str(), op.process, op.serial)) {
-            None => {
-                first.insert((&op.key, op.process, op.serial), op);
-            }
-            Some(earlier) if earlier.answer() != Some(answer) => anomalies.push(Anomaly {
-                check: "duplicate-effect",
-                key: Some(op.key.clone()),
-                description: "the same request id got two different answers".into(),
-                slice: vec![(*earlier).clone(), op.clone()],
-            }),
-            Some(_) => {}
-        }
-    }
-    anomalies
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,26 +267,6 @@ mod tests {
         let checks: Vec<&str> = anomalies.iter().map(|a| a.check).collect();
         assert_eq!(checks, vec!["lost-provider", "provider-returned"]);
         assert_eq!(summary.never_read, 1);
-    }
-
-    #[test]
-    fn a_replay_with_another_answer_is_a_duplicate_effect() {
-        let ops = vec![
-            registered(1, (0, 10), "jpv.a"),
-            registered(1, (20, 30), "jpv.a"),
-            listing(2, FINAL_PROCESS, (40, 50), &["jpv.a"]),
-        ];
-        assert!(check(&ops).1.is_empty());
-        let mut second = registered(1, (20, 30), "jpv.a");
-        second.completion = Completion::Ok {
-            answer: Answer::Registered {
-                connection_id: 9,
-                generation: 1,
-            },
-        };
-        let ops = vec![registered(1, (0, 10), "jpv.a"), second];
-        let checks: Vec<&str> = check(&ops).1.iter().map(|a| a.check).collect();
-        assert_eq!(checks, vec!["duplicate-effect"]);
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! retried with it after timeouts and errors; a write that never answered is
 //! recorded as unknown (`info`), a read that never answered as `fail`.
 //!
+//! One acknowledged write in ten is sent again with the same request id, as
+//! a client that missed the answer would.
+//!
 //! Namespaces are used for a limited number of operations each and then
 //! replaced by fresh ones, which keeps each key's history small enough for
 //! the linearizability search.
@@ -23,6 +26,8 @@ use crate::cluster::Directory;
 use crate::history::{Answer, Call, Op};
 use crate::runclock::RunClock;
 
+/// How often an acknowledged write is sent again with the same request id.
+const REPLAY_CHANCE: f64 = 0.1;
 /// The provider groups that compete for namespaces.
 const GROUPS: [&str; 3] = ["g1", "g2", "g3"];
 
@@ -137,20 +142,30 @@ impl Client {
                 },
                 _ => Call::Release,
             };
-            let op = self.perform(key, call).await;
+            let serial = if call.is_write() {
+                self.serial += 1;
+                self.serial
+            } else {
+                0
+            };
+            let op = self.perform(key, call, serial).await;
+            // Now and then an acknowledged write again with the same request
+            // id: it must get the first answer and change nothing.
+            let replay = (op.call.is_write() && op.answer().is_some())
+                .then(|| (op.key.clone(), op.call.clone()))
+                .filter(|_| self.context.rng.random_bool(REPLAY_CHANCE));
             recorder.push(op);
+            if let Some((key, call)) = replay {
+                let op = self.perform(key, call, serial).await;
+                recorder.push(op);
+            }
             self.context.breathe().await;
         }
     }
 
-    /// Sends one operation with a request id shared by its retries.
-    async fn perform(&mut self, key: String, call: Call) -> Op {
-        let serial = if call.is_write() {
-            self.serial += 1;
-            self.serial
-        } else {
-            0
-        };
+    /// Sends one operation with request id `serial` (0 for reads), shared by
+    /// its retries.
+    async fn perform(&mut self, key: String, call: Call, serial: u64) -> Op {
         let request_id = pb::RequestId {
             client_id: self.client_id.clone(),
             serial,

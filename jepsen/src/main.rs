@@ -1,14 +1,15 @@
 //! `orrery-jepsen`: runs one test (see `jepsen/README.md`). Exit codes: 0 no
 //! anomaly, 1 anomalies found, 2 the run itself failed.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use orrery_jepsen::checker::namespace_model::NamespaceModel;
-use orrery_jepsen::checker::Verdict;
 use orrery_jepsen::nemesis::parse_kinds;
-use orrery_jepsen::runner::{self, Broken, RunOptions};
+use orrery_jepsen::runner::{self, Broken, RunOptions, RunResult};
 use orrery_jepsen::workload::parse_workloads;
 
 /// At most this many anomalies are printed; verdict.json has them all.
@@ -73,9 +74,9 @@ fn run(args: Args) -> anyhow::Result<bool> {
         strict_release: args.strict_release,
     };
     if let Some(dir) = &args.recheck {
-        let verdict = runner::recheck(dir, &model)?;
-        print_verdict(&verdict, None);
-        return Ok(verdict.valid);
+        let result = runner::recheck(dir, &model)?;
+        print_result(&result);
+        return Ok(result.verdict.valid);
     }
     if args.nodes != 3 && args.nodes != 5 {
         anyhow::bail!("--nodes must be 3 or 5");
@@ -103,14 +104,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(runner::run(options))?;
-    print_verdict(&result.verdict, Some(result.faults));
-    println!("run directory: {}", result.dir.display());
+    print_result(&result);
     Ok(result.verdict.valid)
 }
 
-/// Prints the summary line and every anomaly with its slice of history.
-fn print_verdict(verdict: &Verdict, faults: Option<usize>) {
-    println!(
+/// Prints the summary line, every anomaly with its slice of history, and
+/// the run directory.
+fn print_result(result: &RunResult) {
+    let verdict = &result.verdict;
+    let mut text = String::new();
+    let _ = writeln!(
+            text,
         "{}: {} ops ({} ok, {} info, {} fail) on {} namespaces and {} providers, {} faults injected, {} anomalies",
         if verdict.valid { "VALID" } else { "INVALID" },
         verdict.ops,
@@ -119,31 +123,37 @@ fn print_verdict(verdict: &Verdict, faults: Option<usize>) {
         verdict.fail,
         verdict.keys,
         verdict.providers.attempted,
-        faults.map_or("?".to_string(), |n| n.to_string()),
+        result.faults,
         verdict.anomalies.len()
     );
     let p = &verdict.providers;
     if p.attempted > 0 {
-        println!(
+        let _ = writeln!(
+            text,
             "providers: {} ok, {} lost, {} stale, {} unknown, {} never read during the run; {} listings",
             p.ok, p.lost, p.stale, p.unknown, p.never_read, p.listings
         );
     }
     for anomaly in verdict.anomalies.iter().take(PRINTED_ANOMALIES) {
-        println!(
+        let _ = writeln!(
+            text,
             "\n{} {}: {}",
             anomaly.check,
             anomaly.key.as_deref().unwrap_or("-"),
             anomaly.description
         );
         for op in &anomaly.slice {
-            println!("  {}", runner::describe(op));
+            let _ = writeln!(text, "  {}", runner::describe(op));
         }
     }
     if verdict.anomalies.len() > PRINTED_ANOMALIES {
-        println!(
+        let _ = writeln!(
+            text,
             "\n... and {} more anomalies in verdict.json",
             verdict.anomalies.len() - PRINTED_ANOMALIES
         );
     }
+    let _ = writeln!(text, "run directory: {}", result.dir.display());
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }

@@ -276,11 +276,21 @@ async fn drive(
 }
 
 /// Checks a stored run again (`history.jsonl` and `replicas.json` of `dir`).
-pub fn recheck(dir: &Path, model: &NamespaceModel) -> anyhow::Result<Verdict> {
+/// The faults are counted from `faults.jsonl` (one `heal` line each).
+pub fn recheck(dir: &Path, model: &NamespaceModel) -> anyhow::Result<RunResult> {
     let ops = history::read_jsonl(&dir.join("history.jsonl"))?;
     let replicas: Vec<ReplicaState> =
         serde_json::from_slice(&std::fs::read(dir.join("replicas.json"))?)?;
-    Ok(checker::check(model, &ops, &replicas))
+    let faults = std::fs::read_to_string(dir.join("faults.jsonl"))?
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["action"] == "heal")
+        .count();
+    Ok(RunResult {
+        dir: dir.to_path_buf(),
+        verdict: checker::check(model, &ops, &replicas),
+        faults,
+    })
 }
 
 /// One operation as a line of a printed slice.

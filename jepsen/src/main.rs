@@ -114,8 +114,9 @@ fn print_result(result: &RunResult) {
     let verdict = &result.verdict;
     let mut text = String::new();
     let _ = writeln!(
-            text,
-        "{}: {} ops ({} ok, {} info, {} fail) on {} namespaces and {} providers, {} faults injected, {} anomalies",
+        text,
+        "{}: {} ops ({} ok, {} info, {} fail) on {} namespaces and {} providers, \
+         {} faults injected, {} anomalies",
         if verdict.valid { "VALID" } else { "INVALID" },
         verdict.ops,
         verdict.ok,
@@ -130,7 +131,8 @@ fn print_result(result: &RunResult) {
     if p.attempted > 0 {
         let _ = writeln!(
             text,
-            "providers: {} ok, {} lost, {} stale, {} unknown, {} never read during the run; {} listings",
+            "providers: {} ok, {} lost, {} stale, {} unknown, {} never read during the run; \
+             {} listings",
             p.ok, p.lost, p.stale, p.unknown, p.never_read, p.listings
         );
     }

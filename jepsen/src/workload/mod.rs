@@ -203,6 +203,16 @@ impl ClientContext {
         }
     }
 
+    /// With probability `chance`, when `op` is an acknowledged write, the
+    /// same request (key, call, request id serial) to send again, as a
+    /// client that missed the answer would: it must get the first answer and
+    /// change nothing.
+    pub fn replay_of(&mut self, op: &Op, chance: f64) -> Option<(String, Call, u64)> {
+        let acknowledged_write = op.call.is_write() && op.answer().is_some();
+        (acknowledged_write && self.rng.random_bool(chance))
+            .then(|| (op.key.clone(), op.call.clone(), op.serial))
+    }
+
     /// A short random pause between operations.
     pub async fn breathe(&mut self) {
         sleep(Duration::from_millis(self.rng.random_range(0..20))).await;

@@ -149,13 +149,9 @@ impl Client {
                 0
             };
             let op = self.perform(key, call, serial).await;
-            // Now and then an acknowledged write again with the same request
-            // id: it must get the first answer and change nothing.
-            let replay = (op.call.is_write() && op.answer().is_some())
-                .then(|| (op.key.clone(), op.call.clone()))
-                .filter(|_| self.context.rng.random_bool(REPLAY_CHANCE));
+            let replay = self.context.replay_of(&op, REPLAY_CHANCE);
             recorder.push(op);
-            if let Some((key, call)) = replay {
+            if let Some((key, call, serial)) = replay {
                 let op = self.perform(key, call, serial).await;
                 recorder.push(op);
             }

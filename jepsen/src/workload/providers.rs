@@ -145,12 +145,7 @@ impl Client {
                     op
                 }
             };
-            // Now and then the same request again, as a client that missed
-            // the answer would send it: it must get the first answer and
-            // change nothing.
-            let replay = (op.call.is_write() && op.answer().is_some())
-                .then(|| (op.key.clone(), op.call.clone(), op.serial))
-                .filter(|_| self.context.rng.random_bool(REPLAY_CHANCE));
+            let replay = self.context.replay_of(&op, REPLAY_CHANCE);
             recorder.push(op);
             if let Some((key, call, serial)) = replay {
                 let op = self.write(key, call, serial).await;

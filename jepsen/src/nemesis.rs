@@ -133,13 +133,13 @@ struct FaultEvent<'a> {
 /// Timing of the schedule.
 #[derive(Clone, Copy, Debug)]
 pub struct Pacing {
-    /// How long a fault lasts, at least.
+    /// How long a fault lasts, at least (default 3 s).
     pub hold_min: Duration,
-    /// How long a fault lasts, at most.
+    /// How long a fault lasts, at most (default 8 s).
     pub hold_max: Duration,
-    /// Calm between faults, at least.
+    /// Calm between faults, at least (default 2 s).
     pub calm_min: Duration,
-    /// Calm between faults, at most.
+    /// Calm between faults, at most (default 5 s).
     pub calm_max: Duration,
 }
 

@@ -51,17 +51,17 @@ pub struct RunOptions {
     pub workloads: Vec<WorkloadKind>,
     /// The workloads as given on the command line, for the directory name.
     pub workload_name: String,
-    /// How long the workload runs.
+    /// How long the workload runs (`--time`, default 60 s).
     pub time: Duration,
-    /// Seeds the schedule and the clients.
+    /// Seeds the schedule and the clients (`--seed`, default 1).
     pub seed: u64,
-    /// Cluster size.
+    /// Cluster size (`--nodes`, 3 or 5, default 3).
     pub nodes: u64,
-    /// Concurrent clients.
+    /// Concurrent clients (`--concurrency`, default 8).
     pub concurrency: u32,
-    /// The `orrery` binary.
+    /// The `orrery` binary (`--orrery-bin`, default `target/debug/orrery`).
     pub binary: PathBuf,
-    /// Where run directories go.
+    /// Where run directories go (`--store`, default `jepsen/store`).
     pub store: PathBuf,
     /// A deliberately broken client, if any.
     pub broken: Option<Broken>,

@@ -31,11 +31,12 @@ const OBSERVE_EVERY: Duration = Duration::from_millis(250);
 /// How the workload runs.
 #[derive(Clone, Debug)]
 pub struct LeasesConfig {
-    /// Concurrent leased providers.
+    /// Concurrent leased providers (half of `--concurrency`: 4).
     pub concurrency: u32,
-    /// How long registrations and listings are tried.
+    /// How long registrations and listings are tried (3 s a try, 8 s in
+    /// all).
     pub patience: Patience,
-    /// Seeds the clients' choices.
+    /// Seeds the clients' choices (`--seed`, default 1).
     pub seed: u64,
 }
 

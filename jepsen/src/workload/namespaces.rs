@@ -42,7 +42,7 @@ pub struct WorkloadConfig {
     pub ops_per_key: u32,
     /// How long operations are tried.
     pub patience: Patience,
-    /// Seeds the clients' choices.
+    /// Seeds the clients' choices (`--seed`, default 1).
     pub seed: u64,
     /// Reads as sent: `Linearizable`, or `Stale` for the deliberately
     /// broken mode that still records them as linearizable reads.

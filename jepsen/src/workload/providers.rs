@@ -40,11 +40,11 @@ const LEASE_TTL_MS: u64 = 3_600_000;
 /// How the workload runs.
 #[derive(Clone, Debug)]
 pub struct ProvidersConfig {
-    /// Concurrent clients.
+    /// Concurrent clients (the run's `--concurrency`, default 8).
     pub concurrency: u32,
-    /// How long operations are tried.
+    /// How long operations are tried (3 s a try, 8 s in all).
     pub patience: Patience,
-    /// Seeds the clients' choices.
+    /// Seeds the clients' choices (`--seed`, default 1).
     pub seed: u64,
     /// Listings as sent: `Linearizable`, or `Stale` for the deliberately
     /// broken mode that still records them as linearizable reads.

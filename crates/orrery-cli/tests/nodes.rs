@@ -165,3 +165,79 @@ fn dev_runs_a_local_cluster() {
         "orrery dev exited with {status} on SIGTERM"
     );
 }
+
+/// `orrery dev --demo`, the README's main job: a local cluster and the echo provider,
+/// and an `orrery exec` command printed for the user that works as printed, through
+/// every node; SIGTERM stops both cleanly.
+///
+/// Steps: start `orrery dev --demo --base-port P`; read the endpoints and then the
+/// printed `orrery exec ...` line (within the test's patience); run that line through a
+/// shell with `ORRERY_ENDPOINTS` exported (expect `"Hello, Ada!"`); call `echo.area`
+/// with a union input through each node (expect 7); SIGTERM and expect exit 0.
+#[test]
+fn dev_demo_prints_a_command_that_works() {
+    let base = free_consecutive_ports(3);
+    let mut command = Command::new(ORRERY);
+    command
+        .args(["dev", "--demo", "--base-port", &base.to_string()])
+        .stdout(Stdio::piped());
+    let mut dev = Process::spawn(command);
+    let stdout = BufReader::new(dev.child.stdout.take().unwrap());
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut next_line_starting = |prefix: &str| loop {
+        let line = printed
+            .recv_timeout(support::PATIENCE)
+            .unwrap_or_else(|_| panic!("orrery dev --demo printed no {prefix:?} line"));
+        if line.trim().starts_with(prefix) {
+            return line.trim().to_string();
+        }
+    };
+    let endpoints = next_line_starting("export ORRERY_ENDPOINTS=")
+        .trim_start_matches("export ORRERY_ENDPOINTS=")
+        .to_string();
+    let exec_line = next_line_starting("orrery exec");
+
+    let as_printed = Command::new("sh")
+        .arg("-c")
+        .arg(exec_line.replacen("orrery", ORRERY, 1))
+        .env("ORRERY_ENDPOINTS", &endpoints)
+        .output()
+        .unwrap();
+    assert!(
+        as_printed.status.success(),
+        "{exec_line}: {}",
+        String::from_utf8_lossy(&as_printed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&as_printed.stdout).trim(),
+        "\"Hello, Ada!\""
+    );
+
+    let rectangle = r#"{"Rectangle": {"width": 2, "height": 3.5}}"#;
+    for endpoint in endpoints.split(',') {
+        let area = orrery(&[
+            "--endpoints",
+            endpoint,
+            "exec",
+            "echo.area",
+            "--input",
+            rectangle,
+        ]);
+        assert!(area.status.success(), "{area:?}");
+        let value: f64 = String::from_utf8_lossy(&area.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(value, 7.0, "through {endpoint}");
+    }
+
+    let status = dev.terminate();
+    assert!(status.success(), "orrery dev --demo exited with {status}");
+}

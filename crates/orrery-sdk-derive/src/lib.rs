@@ -256,7 +256,9 @@ impl<'a> NamedProduct<'a> {
                 (::std::string::String::from(#label), <#ty as ::orrery_sdk::OrreryType>::ctype())
             }
         });
-        quote!(::orrery_sdk::types::CType::Product(::std::vec![#(#entries),*]))
+        quote!(::orrery_sdk::types::CType::Product(
+            ::std::vec![#(#entries),*]
+        ))
     }
 
     /// The product's value, built from local bindings named like the fields.
@@ -266,7 +268,9 @@ impl<'a> NamedProduct<'a> {
                 (::std::string::String::from(#label), ::orrery_sdk::OrreryType::into_value(#ident))
             }
         });
-        quote!(::orrery_sdk::types::CValue::Product(::std::vec![#(#entries),*]))
+        quote!(::orrery_sdk::types::CValue::Product(
+            ::std::vec![#(#entries),*]
+        ))
     }
 
     /// Statements that read `source` as the product into local bindings named like the

@@ -36,9 +36,9 @@ mod typed;
 pub use config::{CanaryConfig, Discovery, SdkConfig};
 pub use errors::{ConfigError, SdkError};
 pub use module::{HandlerFuture, Module, ModuleError};
+/// `#[derive(OrreryType)]` for structs and enums; see the `orrery-sdk-derive` crate.
+pub use orrery_sdk_derive::OrreryType;
 pub use orrery_types as types;
 pub use provider::Provider;
 pub use state::ConnectionState;
 pub use typed::{OrreryType, ValueError};
-/// `#[derive(OrreryType)]` for structs and enums; see the `orrery-sdk-derive` crate.
-pub use orrery_sdk_derive::OrreryType;

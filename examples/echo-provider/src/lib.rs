@@ -172,7 +172,10 @@ mod tests {
             width: 1.5,
             height: 2.0,
         };
-        assert_eq!(Shape::from_value(shape.clone().into_value()).unwrap(), shape);
+        assert_eq!(
+            Shape::from_value(shape.clone().into_value()).unwrap(),
+            shape
+        );
         let summary = summarize(&[3.0]);
         assert_eq!(
             Summary::from_value(summary.clone().into_value()).unwrap(),

@@ -203,7 +203,7 @@ async fn judge_due_windows(core: &NodeCore) {
             step: judgement.step,
         };
         tracing::info!(?judgement, "canary step judged");
-        match core.write_cmd(None, Cmd::JudgeCanary(judgement)).await {
+        match core.write_as_leader(Cmd::JudgeCanary(judgement)).await {
             Ok(_) | Err(crate::errors::ApiError::Rejected(_)) => core.canary.close(&step),
             Err(e) => tracing::warn!(error = %e, "could not commit a canary verdict; retrying"),
         }

@@ -220,7 +220,7 @@ async fn expire_leases(core: &NodeCore) {
     let cmd = Cmd::ExpireConnections {
         connections: expired,
     };
-    if let Err(e) = core.write_cmd(None, cmd).await {
+    if let Err(e) = core.write_as_leader(cmd).await {
         tracing::warn!(error = %e, "could not commit lease expiry; retrying");
     }
 }

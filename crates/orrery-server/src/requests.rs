@@ -26,15 +26,16 @@ impl NodeCore {
     ) -> Result<CmdOutcome, ApiError> {
         let request_id = client_request_id(request_id)?;
         let request = self.new_request(request_id, cmd);
-        match self.leader_call(LeaderOp::Write(request)).await? {
-            LeaderReply::Written { outcome, .. } => match outcome {
-                CmdOutcome::Rejected(rejection) => Err(ApiError::Rejected(rejection)),
-                outcome => Ok(outcome),
-            },
-            other => Err(ApiError::Internal(format!(
-                "a write was answered with {other:?}"
-            ))),
-        }
+        written(self.leader_call(LeaderOp::Write(request)).await?)
+    }
+
+    /// Commits `cmd` only if this node leads now, never forwarding it: for the leader's
+    /// own decisions (lease expiry, canary verdicts), which rest on state only that
+    /// leader holds. A deposed leader that has not noticed yet fails with NOT_LEADER
+    /// instead of handing its stale decision to its successor.
+    pub(crate) async fn write_as_leader(&self, cmd: Cmd) -> Result<CmdOutcome, ApiError> {
+        let request = self.new_request(None, cmd);
+        written(self.run_as_leader(LeaderOp::Write(request)).await?)
     }
 
     /// Connection `id` in the local replica, or NOT_FOUND.
@@ -52,6 +53,19 @@ impl NodeCore {
         }
         self.read_barrier().await?;
         Ok(false)
+    }
+}
+
+/// The outcome of a committed write; a rejection becomes its typed error.
+fn written(reply: LeaderReply) -> Result<CmdOutcome, ApiError> {
+    match reply {
+        LeaderReply::Written { outcome, .. } => match outcome {
+            CmdOutcome::Rejected(rejection) => Err(ApiError::Rejected(rejection)),
+            outcome => Ok(outcome),
+        },
+        other => Err(ApiError::Internal(format!(
+            "a write was answered with {other:?}"
+        ))),
     }
 }
 

@@ -489,22 +489,22 @@ struct AttachedStream {
     outgoing: tokio::sync::mpsc::UnboundedSender<pb::ControlMessage>,
     replies: tonic::Streaming<pb::ControlReply>,
     sequence: u64,
+    connection_id: u64,
 }
 
 impl AttachedStream {
-    async fn open(addr: &str, namespace: &str) -> AttachedStream {
+    /// Registers `namespace` with a `lease_ttl_ms` lease (0: the default) and attaches.
+    async fn open(addr: &str, namespace: &str, lease_ttl_ms: u64) -> AttachedStream {
         let executor = healthy_executor().await;
-        let events = register(
-            addr,
-            request(
-                namespace,
-                namespace,
-                "",
-                &executor,
-                vec![module("upper", CType::String, CType::String)],
-            ),
-        )
-        .await;
+        let mut registration = request(
+            namespace,
+            namespace,
+            "",
+            &executor,
+            vec![module("upper", CType::String, CType::String)],
+        );
+        registration.lease_ttl_ms = lease_ttl_ms;
+        let events = register(addr, registration).await;
         assert_eq!(events.last().unwrap().stage(), pb::RegisterStage::Active);
         let committed = &events[3];
         let (outgoing, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -530,6 +530,7 @@ impl AttachedStream {
             outgoing,
             replies,
             sequence: 0,
+            connection_id: committed.connection_id,
         }
     }
 
@@ -584,7 +585,7 @@ async fn renewals_stuck_on_the_way_to_the_leader_are_reported_unrenewed() {
     let cluster = TestCluster::start(&[1, 2, 3]).await;
     let leader = cluster.leader().await;
     let follower = *cluster.ids().iter().find(|id| **id != leader).unwrap();
-    let mut stream = AttachedStream::open(&cluster.addr(follower), "stuck").await;
+    let mut stream = AttachedStream::open(&cluster.addr(follower), "stuck", 0).await;
     stream.until_renewed_is(true, Duration::from_secs(5)).await;
 
     cluster
@@ -605,11 +606,63 @@ async fn renewals_stuck_on_the_way_to_the_leader_are_reported_unrenewed() {
 async fn a_deposed_leader_does_not_report_renewals() {
     let cluster = TestCluster::start(&[1, 2, 3]).await;
     let leader = cluster.leader().await;
-    let mut stream = AttachedStream::open(&cluster.addr(leader), "deposed").await;
+    let mut stream = AttachedStream::open(&cluster.addr(leader), "deposed", 0).await;
     stream.until_renewed_is(true, Duration::from_secs(5)).await;
 
     cluster.filter().isolate(leader);
     let noticed = stream.until_renewed_is(false, Duration::from_secs(3)).await;
     assert!(noticed < Duration::from_secs(3), "{noticed:?}");
     cluster.filter().unblock_all();
+}
+
+/// A deposed leader's lease decisions end with its term: its successor, which kept
+/// receiving the renewals, never commits an expiry the old leader decided while cut off.
+/// Steps: attach a 1 s lease on a follower and keep heartbeating; isolate the leader for
+/// 2.5 s (its own deadline for the connection passes while the others elect a new leader
+/// and renew the lease); heal; for two more seconds the connection is never gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_expiry_is_not_committed_by_its_successor() {
+    let cluster = TestCluster::start(&[1, 2, 3]).await;
+    let old_leader = cluster.leader().await;
+    let others: Vec<u64> = cluster
+        .ids()
+        .into_iter()
+        .filter(|id| *id != old_leader)
+        .collect();
+    let mut stream = AttachedStream::open(&cluster.addr(others[0]), "kept", 1_000).await;
+    stream.until_renewed_is(true, Duration::from_secs(5)).await;
+    let connection_id = stream.connection_id;
+    let keep_alive = tokio::spawn(async move {
+        loop {
+            stream.heartbeat().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    cluster.filter().isolate(old_leader);
+    cluster.leader_among(&others).await;
+    // The fault is held for 2.5 lease lifetimes: the old leader's deadline passes.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    cluster.filter().unblock_all();
+
+    let mut registry = RegistryClient::connect(format!("http://{}", cluster.addr(others[1])))
+        .await
+        .unwrap();
+    let healed = std::time::Instant::now();
+    while healed.elapsed() < Duration::from_secs(2) {
+        let found = registry
+            .get_provider(pb::GetProviderRequest {
+                connection_id,
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            found.is_ok(),
+            "connection {connection_id} expired {:?} after the heal: {:?}",
+            healed.elapsed(),
+            found.err()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    keep_alive.abort();
 }

@@ -191,7 +191,7 @@ fn dev_demo_prints_a_command_that_works() {
             }
         }
     });
-    let mut next_line_starting = |prefix: &str| loop {
+    let next_line_starting = |prefix: &str| loop {
         let line = printed
             .recv_timeout(support::PATIENCE)
             .unwrap_or_else(|_| panic!("orrery dev --demo printed no {prefix:?} line"));

@@ -293,6 +293,10 @@ impl NodeCore {
     /// Waits until a read on the local replica is linearizable: the leader confirms it still
     /// leads and names its read index, and the local replica applies up to it.
     pub(crate) async fn read_barrier(&self) -> Result<(), ApiError> {
+        if cfg!(feature = "broken-stale-reads") {
+            // The fault suite's deliberately broken build: no barrier at all.
+            return Ok(());
+        }
         let LeaderReply::ReadIndex { index } = self.leader_call(LeaderOp::ReadIndex).await? else {
             return Err(ApiError::Internal(
                 "the leader answered a read index with something else".into(),

@@ -58,12 +58,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl LeaseKeeper {
     /// Records a heartbeat of `connection`, to be sent with the next batch. Returns whether
-    /// the previous renewal of this connection reached the leader (true until one failed).
+    /// the last renewal of this connection from this node reached the leader (the attach
+    /// renews once, so there is always one; false if none is known).
     pub(crate) fn heartbeat(&self, connection: ConnectionRef) -> bool {
         lock(&self.pending).insert(connection.connection_id, connection.generation);
         *lock(&self.renewed)
             .get(&connection.connection_id)
-            .unwrap_or(&true)
+            .unwrap_or(&false)
     }
 
     /// Forgets a connection whose stream closed on this node.
@@ -146,6 +147,38 @@ impl NodeCore {
         self.leases
             .renew(renewals, |id| self.reader.connection(id).ok().flatten())
     }
+
+    /// Renews `batch` at the leader now and records, per connection, whether it was
+    /// renewed (what the next heartbeat acks on this node say); answers the results.
+    pub(crate) async fn renew_at_leader(&self, batch: &[ConnectionRef]) -> Vec<bool> {
+        let renewal = self.leader_call(LeaderOp::RenewLeases(batch.to_vec()));
+        // Bounded as a whole, the wait for a leader included: a batch that cannot reach a
+        // working leader soon counts as not renewed, so heartbeats are acked
+        // `renewed = false`.
+        let answer = tokio::time::timeout(LEASE_CALL_TIMEOUT, renewal)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::Timeout(format!(
+                    "lease renewal took longer than {LEASE_CALL_TIMEOUT:?}"
+                )))
+            });
+        let results = match answer {
+            Ok(LeaderReply::Renewed(results)) if results.len() == batch.len() => results,
+            Ok(other) => {
+                tracing::warn!(reply = ?other, "lease renewal answered with something else");
+                vec![false; batch.len()]
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "lease renewal did not reach the leader");
+                vec![false; batch.len()]
+            }
+        };
+        let mut renewed = lock(&self.leases.renewed);
+        for (r, ok) in batch.iter().zip(&results) {
+            renewed.insert(r.connection_id, *ok);
+        }
+        results
+    }
 }
 
 /// Sends this node's renewals to the leader until `stop`.
@@ -162,33 +195,8 @@ async fn send_renewals(core: &NodeCore) {
             generation,
         })
         .collect();
-    if batch.is_empty() {
-        return;
-    }
-    let renewal = core.leader_call(LeaderOp::RenewLeases(batch.clone()));
-    // Bounded as a whole, the wait for a leader included: a batch that cannot reach a
-    // working leader soon counts as not renewed, so heartbeats are acked `renewed = false`.
-    let answer = tokio::time::timeout(LEASE_CALL_TIMEOUT, renewal)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::Timeout(format!(
-                "lease renewal took longer than {LEASE_CALL_TIMEOUT:?}"
-            )))
-        });
-    let results = match answer {
-        Ok(LeaderReply::Renewed(results)) if results.len() == batch.len() => results,
-        Ok(other) => {
-            tracing::warn!(reply = ?other, "lease renewal answered with something else");
-            vec![false; batch.len()]
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "lease renewal did not reach the leader");
-            vec![false; batch.len()]
-        }
-    };
-    let mut renewed = lock(&core.leases.renewed);
-    for (r, ok) in batch.iter().zip(results) {
-        renewed.insert(r.connection_id, ok);
+    if !batch.is_empty() {
+        core.renew_at_leader(&batch).await;
     }
 }
 

@@ -162,7 +162,32 @@ impl ProviderService for ProviderApi {
                     generation: connection.generation,
                 }))
             })?;
-        self.core.leases.heartbeat(connection);
+        // The attach renews the lease at the leader before it is answered: a node that
+        // cannot reach a working leader refuses the stream (the provider tries another),
+        // and the first acks on this node say `renewed` only after a renewal from here.
+        match self.core.renew_at_leader(&[connection]).await[..] {
+            [true] => {}
+            _ if self
+                .core
+                .reader
+                .connection(connection.connection_id)
+                .ok()
+                .flatten()
+                .is_none() =>
+            {
+                return Err(
+                    self.status(&ApiError::Rejected(Rejection::UnknownConnection {
+                        connection_id: connection.connection_id,
+                        generation: connection.generation,
+                    })),
+                )
+            }
+            _ => {
+                return Err(self.status(&ApiError::NoQuorum(
+                    "the lease could not be renewed at the leader".into(),
+                )))
+            }
+        }
         let (replies, stream) = mpsc::channel(16);
         let attached = pb::ControlReply {
             body: Some(pb::control_reply::Body::Attached(pb::Attached {

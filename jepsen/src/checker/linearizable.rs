@@ -96,21 +96,8 @@ pub fn check<M: Model>(
         if steps > budget {
             return Linearizability::GaveUp;
         }
-        if entry == NIL {
-            // Every remaining call was tried at this depth: backtrack.
-            match stack.pop() {
-                None => return Linearizability::NotLinearizable,
-                Some((call, previous)) => {
-                    state = previous;
-                    clear_bit(&mut linearized, nodes[call].op);
-                    unlift(&mut nodes, call);
-                    entry = nodes[call].next;
-                }
-            }
-            continue;
-        }
-        let node = nodes[entry];
-        if node.is_call {
+        if entry != NIL && nodes[entry].is_call {
+            let node = nodes[entry];
             let event = &events[node.op];
             if let Some(next_state) = model.step(&state, &event.call, event.answer.as_ref()) {
                 let mut next_linearized = linearized.clone();
@@ -124,18 +111,17 @@ pub fn check<M: Model>(
                 }
             }
             entry = node.next;
-        } else {
-            // A return whose call is not linearized yet: backtrack.
-            match stack.pop() {
-                None => return Linearizability::NotLinearizable,
-                Some((call, previous)) => {
-                    state = previous;
-                    clear_bit(&mut linearized, nodes[call].op);
-                    unlift(&mut nodes, call);
-                    entry = nodes[call].next;
-                }
-            }
+            continue;
         }
+        // Every remaining call was tried at this depth, or this is a return
+        // whose call is not linearized yet: undo the last linearized call.
+        let Some((call, previous)) = stack.pop() else {
+            return Linearizability::NotLinearizable;
+        };
+        state = previous;
+        clear_bit(&mut linearized, nodes[call].op);
+        unlift(&mut nodes, call);
+        entry = nodes[call].next;
     }
     Linearizability::Linearizable
 }
@@ -273,22 +259,28 @@ mod tests {
         check(&Register, history, 10_000)
     }
 
+    /// Writes 1, then (after the write returned) reads `read`.
+    fn write_one_then_read(read: u32) -> [Event<RegCall, u32>; 2] {
+        [
+            op(0, Some(10), RegCall::Write(1), Some(0)),
+            op(20, Some(30), RegCall::Read, Some(read)),
+        ]
+    }
+
     #[test]
     fn sequential_read_of_the_last_write_is_linearizable() {
-        let history = [
-            op(0, Some(10), RegCall::Write(1), Some(0)),
-            op(20, Some(30), RegCall::Read, Some(1)),
-        ];
-        assert_eq!(verdict(&history), Linearizability::Linearizable);
+        assert_eq!(
+            verdict(&write_one_then_read(1)),
+            Linearizability::Linearizable
+        );
     }
 
     #[test]
     fn stale_read_after_an_acknowledged_write_is_caught() {
-        let history = [
-            op(0, Some(10), RegCall::Write(1), Some(0)),
-            op(20, Some(30), RegCall::Read, Some(0)),
-        ];
-        assert_eq!(verdict(&history), Linearizability::NotLinearizable);
+        assert_eq!(
+            verdict(&write_one_then_read(0)),
+            Linearizability::NotLinearizable
+        );
     }
 
     #[test]

@@ -61,12 +61,7 @@ fn flush_loop(db: &sled::Db, pending: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = pending.recv() {
         let mut group = vec![first];
         group.extend(pending.try_iter());
-        let flushed = if cfg!(feature = "broken-unsynced-acks") {
-            // The fault suite's deliberately broken build: acknowledged, not flushed.
-            Ok(())
-        } else {
-            db.flush().map(drop).map_err(|e| e.to_string())
-        };
+        let flushed = db.flush().map(drop).map_err(|e| e.to_string());
         for callback in group {
             callback.log_io_completed(flushed.clone().map_err(std::io::Error::other));
         }

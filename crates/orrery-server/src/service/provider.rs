@@ -150,38 +150,27 @@ impl ProviderService for ProviderApi {
             .read_barrier()
             .await
             .map_err(|e| self.status(&e))?;
-        let record = self
-            .core
-            .reader
-            .connection(connection.connection_id)
-            .map_err(|e| self.status(&ApiError::Internal(e.to_string())))?
-            .filter(|r| r.generation == connection.generation)
-            .ok_or_else(|| {
-                self.status(&ApiError::Rejected(Rejection::UnknownConnection {
-                    connection_id: connection.connection_id,
-                    generation: connection.generation,
-                }))
-            })?;
+        // This generation of the connection in the local replica, if it is still there.
+        let current = || {
+            self.core
+                .reader
+                .connection(connection.connection_id)
+                .map(|found| found.filter(|r| r.generation == connection.generation))
+                .map_err(|e| self.status(&ApiError::Internal(e.to_string())))
+        };
+        let unknown = || {
+            self.status(&ApiError::Rejected(Rejection::UnknownConnection {
+                connection_id: connection.connection_id,
+                generation: connection.generation,
+            }))
+        };
+        let record = current()?.ok_or_else(unknown)?;
         // The attach renews the lease at the leader before it is answered: a node that
         // cannot reach a working leader refuses the stream (the provider tries another),
         // and the first acks on this node say `renewed` only after a renewal from here.
         match self.core.renew_at_leader(&[connection]).await[..] {
             [true] => {}
-            _ if self
-                .core
-                .reader
-                .connection(connection.connection_id)
-                .ok()
-                .flatten()
-                .is_none() =>
-            {
-                return Err(
-                    self.status(&ApiError::Rejected(Rejection::UnknownConnection {
-                        connection_id: connection.connection_id,
-                        generation: connection.generation,
-                    })),
-                )
-            }
+            _ if current()?.is_none() => return Err(unknown()),
             _ => {
                 return Err(self.status(&ApiError::NoQuorum(
                     "the lease could not be renewed at the leader".into(),

@@ -31,6 +31,13 @@ pub fn error_detail(status: &tonic::Status) -> Option<pb::ErrorDetail> {
     }
 }
 
+/// An error code's name as errors and logs print it: without the `ERROR_CODE_` prefix
+/// (`NAMESPACE_OWNED`).
+pub fn error_code_name(code: pb::ErrorCode) -> &'static str {
+    let name = code.as_str_name();
+    name.strip_prefix("ERROR_CODE_").unwrap_or(name)
+}
+
 /// The protobuf file descriptor set of every v1 file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/orrery_v1_descriptor.bin"));
@@ -39,6 +46,20 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 mod tests {
     use super::pb;
     use prost::Message;
+
+    /// Error code names lose their prefix and nothing else.
+    /// Steps: name a two-word code and the unspecified one.
+    #[test]
+    fn error_code_names_drop_the_prefix() {
+        assert_eq!(
+            super::error_code_name(pb::ErrorCode::NamespaceOwned),
+            "NAMESPACE_OWNED"
+        );
+        assert_eq!(
+            super::error_code_name(pb::ErrorCode::Unspecified),
+            "UNSPECIFIED"
+        );
+    }
 
     /// The services and the shared value type fit together: an execute
     /// request carrying a value round-trips through bytes, and the

@@ -243,7 +243,7 @@ impl Session {
                 RegisterStage::Failed => {
                     let error = event.error.unwrap_or_default();
                     let code = pb::ErrorCode::try_from(error.code).unwrap_or_default();
-                    let name = code.as_str_name().trim_start_matches("ERROR_CODE_");
+                    let name = orrery_proto::error_code_name(code);
                     if error.retryable || code == pb::ErrorCode::NoQuorum {
                         return Err(Attempt::Retry(format!("{name}: {}", error.message)));
                     }

@@ -56,8 +56,7 @@ impl ApiError {
     /// the gRPC code in the same style (`UNIMPLEMENTED`).
     pub fn code_name(&self) -> String {
         if self.code != pb::ErrorCode::Unspecified {
-            let name = self.code.as_str_name();
-            return name.strip_prefix("ERROR_CODE_").unwrap_or(name).to_string();
+            return orrery_proto::error_code_name(self.code).to_string();
         }
         grpc_code_name(self.grpc_code).to_string()
     }
@@ -164,8 +163,7 @@ impl ClientError {
             ClientError::Api(e) => Some(e.code_name()),
             ClientError::Unavailable { last_code, .. } => Some(match last_code {
                 Some(code) if *code != pb::ErrorCode::Unspecified => {
-                    let name = code.as_str_name();
-                    name.strip_prefix("ERROR_CODE_").unwrap_or(name).to_string()
+                    orrery_proto::error_code_name(*code).to_string()
                 }
                 _ => "UNAVAILABLE".to_string(),
             }),

@@ -220,10 +220,9 @@ impl Session {
             let mut line = json!({"stage": name, "message": event.message});
             if stage == RegisterStage::Failed {
                 let error = event.error.unwrap_or_default();
-                let code = pb::ErrorCode::try_from(error.code)
-                    .unwrap_or(pb::ErrorCode::Unspecified)
-                    .as_str_name()
-                    .trim_start_matches("ERROR_CODE_");
+                let code = orrery_proto::error_code_name(
+                    pb::ErrorCode::try_from(error.code).unwrap_or(pb::ErrorCode::Unspecified),
+                );
                 line["code"] = json!(code);
                 line["message"] = json!(error.message);
                 line["error_path"] = json!(event.error_path);
@@ -410,10 +409,7 @@ fn refusal(status: &tonic::Status) -> Option<String> {
         .map(|detail| {
             format!(
                 "{}: {}",
-                detail
-                    .code()
-                    .as_str_name()
-                    .trim_start_matches("ERROR_CODE_"),
+                orrery_proto::error_code_name(detail.code()),
                 detail.message
             )
         })

@@ -3,16 +3,18 @@
 //!
 //! `append` writes its batch into sled and hands the batch's `LogFlushed`
 //! callback here, then returns, so openraft can prepare the next batch while
-//! the disk works. The thread takes every callback queued so far, flushes the
-//! database once (sled's flush covers every write made before it), and fires
-//! those callbacks in the order their appends ran. A callback therefore never
-//! fires before its entries are on disk, and never before an earlier append's.
+//! the disk works. The thread takes every callback queued so far, syncs the
+//! database once ([`DurableDb::sync`] covers every write made before it), and
+//! fires those callbacks in the order their appends ran. A callback therefore
+//! never fires before its entries are on disk, and never before an earlier
+//! append's.
 
 use std::sync::mpsc;
 use std::thread;
 
 use openraft::storage::LogFlushed;
 
+use crate::disk::DurableDb;
 use crate::type_config::TypeConfig;
 
 /// The sending end. Dropping it lets the thread finish the queued callbacks
@@ -23,12 +25,12 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the flushing thread for `db`.
-    pub(crate) fn start(db: sled::Db) -> std::io::Result<Flusher> {
+    /// Starts the syncing thread for `disk`.
+    pub(crate) fn start(disk: DurableDb) -> std::io::Result<Flusher> {
         let (queue, pending) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let thread = thread::Builder::new()
             .name("orrery-log-flush".into())
-            .spawn(move || flush_loop(&db, &pending))?;
+            .spawn(move || flush_loop(&disk, &pending))?;
         Ok(Flusher {
             queue: Some(queue),
             thread: Some(thread),
@@ -50,20 +52,20 @@ impl Drop for Flusher {
     fn drop(&mut self) {
         drop(self.queue.take());
         if let Some(thread) = self.thread.take() {
-            // The thread only flushes and fires callbacks; a panic there has
+            // The thread only syncs and fires callbacks; a panic there has
             // already been reported by the callbacks it did not fire.
             let _ = thread.join();
         }
     }
 }
 
-fn flush_loop(db: &sled::Db, pending: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flush_loop(disk: &DurableDb, pending: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = pending.recv() {
         let mut group = vec![first];
         group.extend(pending.try_iter());
-        let flushed = db.flush().map(drop).map_err(|e| e.to_string());
+        let synced = disk.sync().map_err(|e| e.to_string());
         for callback in group {
-            callback.log_io_completed(flushed.clone().map_err(std::io::Error::other));
+            callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
         }
     }
 }

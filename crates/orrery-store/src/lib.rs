@@ -18,6 +18,7 @@ mod apply;
 mod apply_canary;
 mod apply_providers;
 mod config;
+mod disk;
 mod errors;
 mod flusher;
 #[cfg(test)]

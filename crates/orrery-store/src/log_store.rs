@@ -1,12 +1,15 @@
-//! The Raft log and vote ([`LogStore`], [`LogReader`]). Durability rules:
-//! - `save_vote` returns only after the vote is flushed to disk;
-//! - `append` calls its `LogFlushed` callback only after the entries are flushed; it
-//!   returns before that, and [`crate::flusher`] flushes queued appends together;
-//! - `truncate` flushes before returning, so removed entries cannot come back;
-//! - `purge` first flushes (so the state machine and snapshot covering the purged entries
+//! The Raft log and vote ([`LogStore`], [`LogReader`]). Durability rules, where "synced"
+//! means [`DurableDb::sync`] (sled's flush, then fsync of new blob files and `fdatasync` of
+//! sled's data file) has returned:
+//! - `save_vote` returns only after the vote is synced;
+//! - `append` calls its `LogFlushed` callback only after the entries are synced; it
+//!   returns before that, and [`crate::flusher`] syncs queued appends together (group
+//!   commit: one sync for every append queued while the previous sync ran);
+//! - `truncate` syncs before returning, so removed entries cannot come back;
+//! - `purge` first syncs (so the state machine and snapshot covering the purged entries
 //!   are durable), then writes `last_purged`, then removes the entries.
 //!
-//! sled's flush covers the whole database, the state machine included.
+//! A sync covers the whole database, the state machine included.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -18,6 +21,7 @@ use openraft::OptionalSend;
 use openraft::RaftLogReader;
 use openraft::StorageIOError;
 
+use crate::disk::DurableDb;
 use crate::errors::StoreError;
 use crate::flusher::Flusher;
 use crate::key_space::batch_insert;
@@ -56,7 +60,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
 /// Orrery's [`RaftLogStorage`]. Get it from [`Store::log_store`](crate::Store::log_store)
 /// and hand it to `openraft::Raft::new`; one Raft node uses exactly one.
 pub struct LogStore {
-    db: sled::Db,
+    disk: DurableDb,
     flusher: Flusher,
     reader: LogReader,
     vote: Space<SavedVote>,
@@ -65,10 +69,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub(crate) fn open(disk: &DurableDb) -> Result<Self, sled::Error> {
+        let db = disk.db();
         Ok(Self {
-            db: db.clone(),
-            flusher: Flusher::start(db.clone()).map_err(sled::Error::Io)?,
+            disk: disk.clone(),
+            flusher: Flusher::start(disk.clone()).map_err(sled::Error::Io)?,
             reader: LogReader {
                 logs: Space::open(db)?,
             },
@@ -120,18 +125,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let write_error = |e: StoreError| StorageIOError::write_vote(&e);
         self.vote.insert(&(), vote).map_err(write_error)?;
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| write_error(e.into()))?;
+        self.disk.sync_async().await.map_err(write_error)?;
+        tracing::info!(
+            term = vote.leader_id.term,
+            voted_for = vote.leader_id.node_id,
+            committed = vote.committed,
+            "vote saved"
+        );
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self
+        let vote = self
             .vote
             .get(&())
-            .map_err(|e| StorageIOError::read_vote(&e))?)
+            .map_err(|e| StorageIOError::read_vote(&e))?;
+        if let Some(vote) = &vote {
+            tracing::info!(
+                term = vote.leader_id.term,
+                voted_for = vote.leader_id.node_id,
+                committed = vote.committed,
+                "vote read"
+            );
+        }
+        Ok(vote)
     }
 
     /// Not flushed: a lost `committed` only means re-learning it from the leader.
@@ -174,19 +191,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let write_error = |e: StoreError| StorageIOError::write_logs(&e);
         tracing::debug!(from = %log_id, "truncating log");
         self.remove_entries(log_id.index..).map_err(write_error)?;
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| write_error(e.into()))?;
+        self.disk.sync_async().await.map_err(write_error)?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let write_error = |e: StoreError| StorageIOError::write_logs(&e);
-        self.db
-            .flush_async()
-            .await
-            .map_err(|e| write_error(e.into()))?;
+        self.disk.sync_async().await.map_err(write_error)?;
         tracing::debug!(upto = %log_id, "purging log");
         self.last_purged.insert(&(), &log_id).map_err(write_error)?;
         self.remove_entries(..=log_id.index).map_err(write_error)?;

@@ -216,7 +216,7 @@ impl SnapshotBuilder {
                 self.core.current_snapshot.insert(&(), &stored)?;
             }
         }
-        self.core.db.flush_async().await?;
+        self.core.disk.sync_async().await?;
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
             bytes = data.len(),

@@ -14,6 +14,7 @@ use openraft::StorageIOError;
 use tokio::sync::RwLock;
 
 use crate::apply::apply_entry;
+use crate::disk::DurableDb;
 use crate::errors::StoreError;
 use crate::key_space::Space;
 use crate::key_spaces::ChangeHistory;
@@ -42,8 +43,8 @@ use crate::type_config::TypeConfig;
 
 /// Handles on the state-machine key spaces, shared by apply, snapshots and readers.
 pub(crate) struct SmCore {
-    /// The whole database, for flushes.
-    pub(crate) db: sled::Db,
+    /// The whole database, for syncs.
+    pub(crate) disk: DurableDb,
     /// The `sm` tree: apply's staged batches and snapshot install write it.
     pub(crate) tree: sled::Tree,
     pub(crate) last_applied: Space<LastApplied>,
@@ -64,10 +65,11 @@ pub(crate) struct SmCore {
 }
 
 impl SmCore {
-    /// Opens the state-machine key spaces of `db`.
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    /// Opens the state-machine key spaces of `disk`.
+    pub(crate) fn open(disk: &DurableDb) -> Result<Self, sled::Error> {
+        let db = disk.db();
         Ok(Self {
-            db: db.clone(),
+            disk: disk.clone(),
             tree: crate::key_space::open_tree::<LastApplied>(db)?,
             last_applied: Space::open(db)?,
             last_membership: Space::open(db)?,
@@ -177,11 +179,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .insert(&(), &stored)
                 .map_err(write_error)?;
         }
-        self.core
-            .db
-            .flush_async()
-            .await
-            .map_err(|e| write_error(e.into()))?;
+        self.core.disk.sync_async().await.map_err(write_error)?;
         tracing::info!(snapshot_id = %meta.snapshot_id, "installed snapshot");
         Ok(())
     }

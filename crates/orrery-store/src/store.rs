@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
+use crate::disk::DurableDb;
 use crate::errors::OpenError;
 use crate::errors::StoreError;
 use crate::header::open_db;
@@ -20,7 +21,7 @@ use crate::state_machine::StateMachineStore;
 /// An open store. Dropping it and every handle it gave out closes the database.
 pub struct Store {
     path: PathBuf,
-    db: sled::Db,
+    disk: DurableDb,
     sm: Arc<SmCore>,
     cluster_id: Space<HeaderClusterId>,
 }
@@ -32,12 +33,12 @@ impl Store {
     /// files, a sled database that is not an Orrery store, a store of another format version,
     /// and files sled cannot read.
     pub fn open(config: &StoreConfig) -> Result<Self, OpenError> {
-        let db = open_db(config)?;
-        let sm = SmCore::open(&db).map_err(StoreError::from)?;
-        let cluster_id = Space::open(&db).map_err(StoreError::from)?;
+        let disk = open_db(config)?;
+        let sm = SmCore::open(&disk).map_err(StoreError::from)?;
+        let cluster_id = Space::open(disk.db()).map_err(StoreError::from)?;
         Ok(Self {
             path: config.path.clone(),
-            db,
+            disk,
             sm: Arc::new(sm),
             cluster_id,
         })
@@ -51,7 +52,7 @@ impl Store {
     /// The Raft log storage. openraft needs exactly one per node: its writes must not
     /// interleave with another handle's.
     pub fn log_store(&self) -> Result<LogStore, StoreError> {
-        Ok(LogStore::open(&self.db)?)
+        Ok(LogStore::open(&self.disk)?)
     }
 
     /// The Raft state machine.
@@ -80,7 +81,7 @@ impl Store {
             }),
             None => {
                 self.cluster_id.insert(&(), &cluster_id.to_string())?;
-                self.db.flush_async().await?;
+                self.disk.sync_async().await?;
                 Ok(())
             }
         }

@@ -71,6 +71,7 @@ pub struct Cluster {
     pub size: usize,
     next_id: u64,
     binary: std::path::PathBuf,
+    powerfs: std::path::PathBuf,
     run_dir: std::path::PathBuf,
     /// Every node ever started, removed ones included (for teardown).
     nodes: BTreeMap<u64, NodeProcess>,
@@ -80,10 +81,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Prepares `count` nodes (ids 1..=count) without starting them.
-    pub fn new(
+    /// Prepares `count` nodes (ids 1..=count), their data directories
+    /// mounted from `powerfs`, without starting them.
+    pub async fn new(
         count: u64,
         binary: std::path::PathBuf,
+        powerfs: std::path::PathBuf,
         run_dir: std::path::PathBuf,
     ) -> anyhow::Result<Self> {
         let ids: Vec<u64> = (1..=count).collect();
@@ -97,6 +100,7 @@ impl Cluster {
             size: ids.len(),
             next_id: count + 1,
             binary,
+            powerfs,
             run_dir,
             nodes: BTreeMap::new(),
             clients: BTreeMap::new(),
@@ -104,19 +108,22 @@ impl Cluster {
             directory: Directory::default(),
         };
         for id in ids {
-            cluster.prepare(id, Bootstrap::Initial(voters.clone()))?;
+            cluster
+                .prepare(id, Bootstrap::Initial(voters.clone()))
+                .await?;
         }
         Ok(cluster)
     }
 
     /// Prepares node `id` as a member, without starting it.
-    fn prepare(&mut self, id: u64, bootstrap: Bootstrap) -> anyhow::Result<()> {
+    async fn prepare(&mut self, id: u64, bootstrap: Bootstrap) -> anyhow::Result<()> {
         let spec = NodeSpec {
             binary: self.binary.clone(),
             bootstrap,
             run_dir: self.run_dir.clone(),
+            powerfs: self.powerfs.clone(),
         };
-        self.nodes.insert(id, NodeProcess::new(id, spec)?);
+        self.nodes.insert(id, NodeProcess::new(id, spec).await?);
         let channel = channel(id)?;
         self.clients
             .insert(id, ClusterAdminClient::new(channel.clone()));
@@ -143,7 +150,7 @@ impl Cluster {
             .map(|id| net::node_addr(*id))
             .collect::<Vec<_>>()
             .join(",");
-        self.prepare(id, Bootstrap::Join(endpoints))?;
+        self.prepare(id, Bootstrap::Join(endpoints)).await?;
         self.node(id).start()?;
         let deadline = Instant::now() + MEMBERSHIP_PATIENCE;
         while Instant::now() < deadline {
@@ -207,10 +214,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Kills every node, removed ones included.
-    pub async fn kill_all(&mut self) {
+    /// Kills every node, removed ones included, and unmounts their disks.
+    pub async fn shut_down(&mut self) {
         for node in self.nodes.values_mut() {
-            let _ = node.kill().await;
+            node.shut_down().await;
         }
     }
 

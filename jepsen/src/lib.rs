@@ -10,6 +10,7 @@
 //! - [`history`], [`runclock`]: what is recorded and with which clock.
 //! - [`checker`]: linearizability and the other checks, the verdict.
 //! - [`runner`]: one run, start to end; [`namelist`]: its list flags.
+//! - [`powerfs`]: the FUSE file system that loses what was not fsynced.
 
 pub mod checker;
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod namelist;
 pub mod nemesis;
 pub mod net;
 pub mod node;
+pub mod powerfs;
 pub mod runclock;
 pub mod runner;
 pub mod workload;

@@ -88,6 +88,14 @@ fn run(args: Args) -> anyhow::Result<bool> {
     };
     let binary = std::fs::canonicalize(&args.orrery_bin)
         .map_err(|e| anyhow::anyhow!("--orrery-bin {}: {e}", args.orrery_bin.display()))?;
+    // The power-loss file system is built beside the suite.
+    let powerfs = std::env::current_exe()?.with_file_name("orrery-powerfs");
+    if !powerfs.exists() {
+        anyhow::bail!(
+            "{} is missing: build the suite (cargo build in jepsen/)",
+            powerfs.display()
+        );
+    }
     let options = RunOptions {
         nemesis: parse_kinds(&args.nemesis)?,
         nemesis_name: args.nemesis.clone(),
@@ -98,6 +106,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         nodes: args.nodes,
         concurrency: args.concurrency,
         binary,
+        powerfs,
         store: args.store,
         broken,
         strict_release: args.strict_release,
@@ -127,6 +136,15 @@ fn print_result(result: &RunResult) {
         result.faults,
         verdict.anomalies.len()
     );
+    let power = &result.power;
+    if power.losses > 0 {
+        let _ = writeln!(
+            text,
+            "power: {} node power losses dropped {} unsynced bytes in {} files and {} \
+             directory entries; {} vote lines checked",
+            power.losses, power.bytes, power.files, power.entries, verdict.votes_checked
+        );
+    }
     let p = &verdict.providers;
     if p.attempted > 0 {
         let _ = writeln!(

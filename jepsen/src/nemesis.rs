@@ -1,7 +1,12 @@
 //! The nemesis: a seeded schedule of faults (partitions, packet loss, kills,
-//! pauses, clock jumps and rate changes, membership changes), each applied
-//! for a few seconds and
-//! then healed, recorded with the runner's clock in `faults.jsonl`.
+//! pauses, clock jumps and rate changes, membership changes, power losses),
+//! each applied for a few seconds and then healed, recorded with the
+//! runner's clock in `faults.jsonl`.
+//!
+//! A power loss SIGKILLs the nodes it hits and drops everything they wrote
+//! but did not sync (see [`crate::powerfs`]), then restarts them: at once
+//! (inside the election timeout, so a leader comes back before anyone else
+//! campaigns) or after the fault's hold (after an election).
 
 use std::io::Write;
 use std::str::FromStr;
@@ -17,6 +22,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::cluster::Cluster;
 use crate::namelist::parse_list;
 use crate::net;
+use crate::powerfs::PowerLossReport;
 use crate::runclock::RunClock;
 
 /// A family of faults, as named on the command line.
@@ -35,17 +41,38 @@ pub enum NemesisKind {
     Clock,
     /// A voter removed, then a new node added.
     Membership,
+    /// Power loss of the leader.
+    PowerLeader,
+    /// Power loss of a majority of the nodes.
+    PowerMajority,
+    /// Power loss of every node.
+    PowerAll,
+    /// Power loss of every node shortly after the cluster's first start,
+    /// then power losses of every node during the run.
+    PowerFirstStart,
 }
 
 impl NemesisKind {
     /// Every family, in the order `all` means.
-    pub const ALL: [NemesisKind; 6] = [
+    pub const ALL: [NemesisKind; 10] = [
         NemesisKind::Partition,
         NemesisKind::Loss,
         NemesisKind::Kill,
         NemesisKind::Pause,
         NemesisKind::Clock,
         NemesisKind::Membership,
+        NemesisKind::PowerLeader,
+        NemesisKind::PowerMajority,
+        NemesisKind::PowerAll,
+        NemesisKind::PowerFirstStart,
+    ];
+
+    /// The power-loss families, which `power` names together.
+    pub const POWER: [NemesisKind; 4] = [
+        NemesisKind::PowerLeader,
+        NemesisKind::PowerMajority,
+        NemesisKind::PowerAll,
+        NemesisKind::PowerFirstStart,
     ];
 }
 
@@ -60,20 +87,39 @@ impl FromStr for NemesisKind {
             "pause" => NemesisKind::Pause,
             "clock" => NemesisKind::Clock,
             "membership" => NemesisKind::Membership,
+            "power-leader" => NemesisKind::PowerLeader,
+            "power-majority" => NemesisKind::PowerMajority,
+            "power-all" => NemesisKind::PowerAll,
+            "power-first-start" => NemesisKind::PowerFirstStart,
             other => bail!(
                 "unknown nemesis {other:?}: expected partition, loss, kill, pause, clock, \
-                 membership, all or none"
+                 membership, power-leader, power-majority, power-all, power-first-start, \
+                 power, all or none"
             ),
         })
     }
 }
 
-/// Parses `partition,kill`, `all`, or `none` (no faults: a baseline).
+/// Parses `partition,kill`, `all`, or `none` (no faults: a baseline);
+/// `power` stands for every power-loss family.
 pub fn parse_kinds(list: &str) -> anyhow::Result<Vec<NemesisKind>> {
     if list.trim() == "none" {
         return Ok(Vec::new());
     }
-    parse_list(list, &NemesisKind::ALL, "nemesis")
+    let mut kinds: Vec<NemesisKind> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let named = if name == "power" {
+            NemesisKind::POWER.to_vec()
+        } else {
+            parse_list(name, &NemesisKind::ALL, "nemesis")?
+        };
+        for kind in named {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    Ok(kinds)
 }
 
 /// One fault, resolved to concrete nodes.
@@ -116,6 +162,15 @@ pub enum Fault {
         removed: u64,
         /// The node added at heal.
         added: u64,
+    },
+    /// SIGKILL and loss of every unsynced write; restarted at once or at heal.
+    PowerLoss {
+        /// `leader`, `majority`, `all` or `first-start`.
+        target: &'static str,
+        /// The nodes that lost power.
+        nodes: Vec<u64>,
+        /// Restarted right after the loss rather than at heal.
+        restart_at_once: bool,
     },
 }
 
@@ -163,6 +218,33 @@ pub struct Nemesis {
     clock: RunClock,
     /// Faults injected so far.
     pub injected: Vec<Fault>,
+    /// What the power losses so far dropped, summed.
+    pub power_dropped: PowerLossTotals,
+}
+
+/// The sum of the power losses' reports: proof that they had something to
+/// drop.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PowerLossTotals {
+    /// Nodes that lost power (a fault hitting three nodes counts three).
+    pub losses: u64,
+    /// Files whose unsynced data was rolled back.
+    pub files: u64,
+    /// Unsynced bytes restored or cut.
+    pub bytes: u64,
+    /// Unsynced directory entries undone.
+    pub entries: u64,
+}
+
+/// A line of `faults.jsonl` for one node's power loss.
+#[derive(Serialize)]
+struct PowerLossEvent {
+    at_ns: u64,
+    action: &'static str,
+    node: u64,
+    files: u64,
+    bytes: u64,
+    entries: u64,
 }
 
 impl Nemesis {
@@ -181,6 +263,7 @@ impl Nemesis {
             log: std::io::BufWriter::new(std::fs::File::create(log_path)?),
             clock,
             injected: Vec::new(),
+            power_dropped: PowerLossTotals::default(),
         })
     }
 
@@ -201,13 +284,35 @@ impl Nemesis {
             sleep_until(start).await;
             let fault = self.choose(cluster).await;
             self.record("start", &fault)?;
-            let applied = apply(cluster, &fault).await;
+            let applied = self.apply(cluster, &fault).await;
             sleep_until(start + hold).await;
             heal(cluster, &fault).await?;
             self.record("heal", &fault)?;
             applied?;
             self.injected.push(fault);
         }
+    }
+
+    /// Injects `fault`, recording each power loss with what it dropped.
+    async fn apply(&mut self, cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
+        for (node, report) in apply(cluster, fault).await? {
+            self.power_dropped.losses += 1;
+            self.power_dropped.files += report.files;
+            self.power_dropped.bytes += report.bytes;
+            self.power_dropped.entries += report.entries;
+            let event = PowerLossEvent {
+                at_ns: self.clock.now_ns(),
+                action: "power-lost",
+                node,
+                files: report.files,
+                bytes: report.bytes,
+                entries: report.entries,
+            };
+            serde_json::to_writer(&mut self.log, &event)?;
+            self.log.write_all(b"\n")?;
+        }
+        self.log.flush()?;
+        Ok(())
     }
 
     fn between(&mut self, low: Duration, high: Duration) -> Duration {
@@ -245,9 +350,13 @@ impl Nemesis {
         let probability = [0.05, 0.1, 0.2, 0.3][self.rng.random_range(0..4)];
         let clock_specs: Vec<String> = (0..ids.len()).map(|_| self.clock_spec()).collect();
         let clock_count = self.rng.random_range(1..=ids.len());
+        let restart_at_once = self.rng.random_bool(0.5);
 
         // Put the leader first when the fault aims at it.
-        if target_leader || (kind == NemesisKind::Partition && shape == 1) {
+        if target_leader
+            || (kind == NemesisKind::Partition && shape == 1)
+            || kind == NemesisKind::PowerLeader
+        {
             if let Some(leader) = cluster.leader().await {
                 ids.retain(|id| *id != leader);
                 ids.insert(0, leader);
@@ -283,7 +392,44 @@ impl Nemesis {
             NemesisKind::Clock => Fault::Clock {
                 changes: ids.into_iter().zip(clock_specs).take(clock_count).collect(),
             },
+            NemesisKind::PowerLeader => Fault::PowerLoss {
+                target: "leader",
+                nodes: ids[..1].to_vec(),
+                restart_at_once,
+            },
+            NemesisKind::PowerMajority => Fault::PowerLoss {
+                target: "majority",
+                nodes: ids[..ids.len() / 2 + 1].to_vec(),
+                restart_at_once,
+            },
+            NemesisKind::PowerAll | NemesisKind::PowerFirstStart => Fault::PowerLoss {
+                target: "all",
+                nodes: ids,
+                restart_at_once,
+            },
         }
+    }
+
+    /// With [`NemesisKind::PowerFirstStart`]: cuts every node's power at a
+    /// seeded moment 0-0.5 s after the cluster's first start (while the
+    /// processes start, the stores are created and the cluster forms) and
+    /// restarts them at once. Call it right after the nodes were started.
+    pub async fn first_start(&mut self, cluster: &mut Cluster) -> anyhow::Result<()> {
+        if !self.kinds.contains(&NemesisKind::PowerFirstStart) {
+            return Ok(());
+        }
+        let delay = self.between(Duration::ZERO, Duration::from_millis(500));
+        tokio::time::sleep(delay).await;
+        let fault = Fault::PowerLoss {
+            target: "first-start",
+            nodes: cluster.ids.clone(),
+            restart_at_once: true,
+        };
+        self.record("start", &fault)?;
+        self.apply(cluster, &fault).await?;
+        self.record("heal", &fault)?;
+        self.injected.push(fault);
+        Ok(())
     }
 
     /// A jump of milliseconds or of seconds to minutes, either way, or a
@@ -334,8 +480,12 @@ fn majorities_ring(ids: &[u64]) -> Vec<(u64, u64)> {
     cuts
 }
 
-/// Injects a fault.
-pub async fn apply(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
+/// Injects a fault; answers what each power loss dropped, node by node.
+pub async fn apply(
+    cluster: &mut Cluster,
+    fault: &Fault,
+) -> anyhow::Result<Vec<(u64, PowerLossReport)>> {
+    let mut power_losses = Vec::new();
     match fault {
         Fault::Partition { cuts, .. } => {
             for &(receiver, sender) in cuts {
@@ -385,8 +535,24 @@ pub async fn apply(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
             }
         }
         Fault::Membership { removed, .. } => cluster.remove_node(*removed).await?,
+        Fault::PowerLoss {
+            nodes,
+            restart_at_once,
+            ..
+        } => {
+            // Every node goes down before any comes back, as when a rack
+            // loses power.
+            for &id in nodes {
+                power_losses.push((id, cluster.node(id).lose_power().await?));
+            }
+            if *restart_at_once {
+                for &id in nodes {
+                    cluster.node(id).start()?;
+                }
+            }
+        }
     }
-    Ok(())
+    Ok(power_losses)
 }
 
 /// Undoes a fault.
@@ -415,6 +581,17 @@ pub async fn heal(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
         Fault::Membership { .. } => {
             if cluster.ids.len() < cluster.size {
                 cluster.add_node().await?;
+            }
+        }
+        Fault::PowerLoss {
+            nodes,
+            restart_at_once,
+            ..
+        } => {
+            if !restart_at_once {
+                for &id in nodes {
+                    cluster.node(id).start()?;
+                }
             }
         }
     }

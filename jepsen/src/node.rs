@@ -1,6 +1,7 @@
 //! One `orrery node` process in its network namespace, started under
-//! libfaketime with its own control file, so that the nemesis can kill,
-//! pause and restart it and move its clock.
+//! libfaketime with its own control file, its data directory on its own
+//! power-loss file system ([`crate::powerfs`]), so that the nemesis can kill,
+//! pause and restart it, move its clock and cut its power.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +10,7 @@ use anyhow::Context;
 use tokio::process::{Child, Command};
 
 use crate::net;
+use crate::powerfs::{PowerFs, PowerLossReport};
 
 /// Where Debian's `libfaketime` puts the preload library.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
@@ -31,6 +33,8 @@ pub struct NodeSpec {
     pub bootstrap: Bootstrap,
     /// The run directory; the node's files live in `nodes/n<id>/` under it.
     pub run_dir: PathBuf,
+    /// The `orrery-powerfs` binary.
+    pub powerfs: PathBuf,
 }
 
 /// A node and, while it runs, its process.
@@ -40,20 +44,35 @@ pub struct NodeProcess {
     spec: NodeSpec,
     child: Option<Child>,
     paused: bool,
+    /// The file system the data directory is mounted from, once mounted.
+    disk: Option<PowerFs>,
 }
 
 impl NodeProcess {
-    /// A node that is not started yet; creates its directory and a clock
-    /// control file with no offset.
-    pub fn new(id: u64, spec: NodeSpec) -> anyhow::Result<Self> {
-        let node = NodeProcess {
+    /// A node that is not started yet: creates its directory and a clock
+    /// control file with no offset, and mounts its data directory
+    /// (`nodes/n<id>/data`) from a power-loss file system whose backing
+    /// directory is `nodes/n<id>/disk`.
+    pub async fn new(id: u64, spec: NodeSpec) -> anyhow::Result<Self> {
+        let mut node = NodeProcess {
             id,
             spec,
             child: None,
             paused: false,
+            disk: None,
         };
-        std::fs::create_dir_all(node.dir().join("data"))?;
+        let dir = node.dir();
+        std::fs::create_dir_all(&dir)?;
         node.set_clock("+0 x1")?;
+        let disk = PowerFs::start(
+            &node.spec.powerfs,
+            &dir.join("disk"),
+            &dir.join("data"),
+            &dir.join("powerfs.sock"),
+        )
+        .await
+        .with_context(|| format!("cannot mount node {id}'s data directory"))?;
+        node.disk = Some(disk);
         Ok(node)
     }
 
@@ -130,6 +149,28 @@ impl NodeProcess {
         }
         self.paused = false;
         Ok(())
+    }
+
+    /// Power loss: SIGKILL, then everything the node wrote but did not sync
+    /// is dropped from its disk. Restart it with [`start`](Self::start).
+    pub async fn lose_power(&mut self) -> anyhow::Result<PowerLossReport> {
+        self.kill().await?;
+        let disk = self
+            .disk
+            .as_ref()
+            .context("the node's disk is not mounted")?;
+        disk.lose_power().await
+    }
+
+    /// Kills the process and unmounts the data directory (its files stay in
+    /// `disk/`).
+    pub async fn shut_down(&mut self) {
+        let _ = self.kill().await;
+        if let Some(disk) = self.disk.take() {
+            if let Err(error) = disk.stop().await {
+                eprintln!("node {}: unmounting its disk: {error:#}", self.id);
+            }
+        }
     }
 
     /// SIGSTOP.

@@ -16,7 +16,7 @@ use crate::checker::namespace_model::NamespaceModel;
 use crate::checker::{self, Anomaly, Verdict};
 use crate::cluster::Cluster;
 use crate::history::{self, Answer, Call, Completion, Op};
-use crate::nemesis::{self, Nemesis, NemesisKind, Pacing};
+use crate::nemesis::{self, Nemesis, NemesisKind, Pacing, PowerLossTotals};
 use crate::net;
 use crate::runclock::RunClock;
 use crate::workload::leases::{self, LeasesConfig};
@@ -61,6 +61,9 @@ pub struct RunOptions {
     pub concurrency: u32,
     /// The `orrery` binary (`--orrery-bin`, default `target/debug/orrery`).
     pub binary: PathBuf,
+    /// The `orrery-powerfs` binary every node's data directory is mounted
+    /// from (beside `orrery-jepsen`).
+    pub powerfs: PathBuf,
     /// Where run directories go (`--store`, default `jepsen/store`).
     pub store: PathBuf,
     /// A deliberately broken client, if any.
@@ -77,6 +80,8 @@ pub struct RunResult {
     pub verdict: Verdict,
     /// Faults injected.
     pub faults: usize,
+    /// What the power losses dropped.
+    pub power: PowerLossTotals,
 }
 
 /// The summary written as `verdict.json`.
@@ -84,6 +89,7 @@ pub struct RunResult {
 struct VerdictFile<'a> {
     options: &'a RunOptions,
     faults_injected: usize,
+    power_losses: PowerLossTotals,
     #[serde(flatten)]
     verdict: &'a Verdict,
 }
@@ -111,34 +117,51 @@ pub async fn run(options: RunOptions) -> anyhow::Result<RunResult> {
         Err(error) => Err(error.context("cannot build the test network")),
     };
     net::remove_all().await;
-    let (verdict, faults) = result?;
+    let (verdict, nemesis) = result?;
     Ok(RunResult {
         dir,
         verdict,
-        faults,
+        faults: nemesis.injected.len(),
+        power: nemesis.power_dropped,
     })
 }
 
-async fn run_on_network(options: &RunOptions, dir: &Path) -> anyhow::Result<(Verdict, usize)> {
-    let mut cluster = Cluster::new(options.nodes, options.binary.clone(), dir.to_path_buf())?;
+async fn run_on_network(options: &RunOptions, dir: &Path) -> anyhow::Result<(Verdict, Nemesis)> {
+    let clock = RunClock::start();
+    let mut nemesis = Nemesis::new(
+        options.nemesis.clone(),
+        options.seed,
+        Pacing::default(),
+        &dir.join("faults.jsonl"),
+        clock,
+    )?;
+    let mut cluster = Cluster::new(
+        options.nodes,
+        options.binary.clone(),
+        options.powerfs.clone(),
+        dir.to_path_buf(),
+    )
+    .await?;
     let result = match cluster.start_all() {
-        Ok(()) => drive(&mut cluster, options, dir).await,
+        Ok(()) => drive(&mut cluster, &mut nemesis, options, dir, clock).await,
         Err(error) => Err(error),
     };
-    cluster.kill_all().await;
-    result
+    cluster.shut_down().await;
+    result.map(|verdict| (verdict, nemesis))
 }
 
 async fn drive(
     cluster: &mut Cluster,
+    nemesis: &mut Nemesis,
     options: &RunOptions,
     dir: &Path,
-) -> anyhow::Result<(Verdict, usize)> {
+    clock: RunClock,
+) -> anyhow::Result<Verdict> {
+    nemesis.first_start(cluster).await?;
     cluster
         .wait_converged(SETTLE)
         .await
         .context("the fresh cluster never formed (see nodes/*/node.log)")?;
-    let clock = RunClock::start();
     let until = Instant::now() + options.time;
     let recorder = Recorder::default();
     let patience = Patience {
@@ -195,13 +218,6 @@ async fn drive(
             providers::run(nodes, config, clock, until, recorder).await
         }));
     }
-    let mut nemesis = Nemesis::new(
-        options.nemesis.clone(),
-        options.seed,
-        Pacing::default(),
-        &dir.join("faults.jsonl"),
-        clock,
-    )?;
     let injected = nemesis.run(cluster, until).await;
     nemesis::heal_everything(cluster).await?;
     for workload in workloads {
@@ -209,6 +225,7 @@ async fn drive(
     }
     injected?;
     let faults = nemesis.injected.len();
+    let power_dropped = nemesis.power_dropped;
 
     let mut extra = Vec::new();
     if let Err(error) = cluster.wait_converged(SETTLE).await {
@@ -264,15 +281,17 @@ async fn drive(
         strict_release: options.strict_release,
     };
     let mut verdict = checker::check(&model, &ops, &replicas);
+    add_vote_check(&mut verdict, dir)?;
     verdict.valid &= extra.is_empty();
     verdict.anomalies.extend(extra);
     let file = VerdictFile {
         options,
         faults_injected: faults,
+        power_losses: power_dropped,
         verdict: &verdict,
     };
     std::fs::write(dir.join("verdict.json"), serde_json::to_vec_pretty(&file)?)?;
-    Ok((verdict, faults))
+    Ok(verdict)
 }
 
 /// Checks a stored run again (`history.jsonl` and `replicas.json` of `dir`).
@@ -281,16 +300,35 @@ pub fn recheck(dir: &Path, model: &NamespaceModel) -> anyhow::Result<RunResult> 
     let ops = history::read_jsonl(&dir.join("history.jsonl"))?;
     let replicas: Vec<ReplicaState> =
         serde_json::from_slice(&std::fs::read(dir.join("replicas.json"))?)?;
-    let faults = std::fs::read_to_string(dir.join("faults.jsonl"))?
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("faults.jsonl"))?
         .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["action"] == "heal")
-        .count();
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let faults = events.iter().filter(|e| e["action"] == "heal").count();
+    let mut power = PowerLossTotals::default();
+    for event in events.iter().filter(|e| e["action"] == "power-lost") {
+        power.losses += 1;
+        power.files += event["files"].as_u64().unwrap_or(0);
+        power.bytes += event["bytes"].as_u64().unwrap_or(0);
+        power.entries += event["entries"].as_u64().unwrap_or(0);
+    }
+    let mut verdict = checker::check(model, &ops, &replicas);
+    add_vote_check(&mut verdict, dir)?;
     Ok(RunResult {
         dir: dir.to_path_buf(),
-        verdict: checker::check(model, &ops, &replicas),
+        verdict,
         faults,
+        power,
     })
+}
+
+/// Checks the votes in the run's node logs and adds what it finds.
+fn add_vote_check(verdict: &mut Verdict, dir: &Path) -> anyhow::Result<()> {
+    let (summary, anomalies) = checker::votes::check_run(dir)?;
+    verdict.votes_checked = summary.saved + summary.read;
+    verdict.valid &= anomalies.is_empty();
+    verdict.anomalies.extend(anomalies);
+    Ok(())
 }
 
 /// One operation as a line of a printed slice.

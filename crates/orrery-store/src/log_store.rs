@@ -140,13 +140,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .vote
             .get(&())
             .map_err(|e| StorageIOError::read_vote(&e))?;
-        if let Some(vote) = &vote {
-            tracing::info!(
+        // The fault suite checks these lines against the "vote saved" ones (jepsen/).
+        match &vote {
+            Some(vote) => tracing::info!(
                 term = vote.leader_id.term,
                 voted_for = vote.leader_id.node_id,
                 committed = vote.committed,
                 "vote read"
-            );
+            ),
+            None => tracing::info!("no vote stored"),
         }
         Ok(vote)
     }

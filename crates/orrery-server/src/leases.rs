@@ -72,22 +72,33 @@ impl LeaseKeeper {
         lock(&self.renewed).remove(&connection_id);
     }
 
-    /// Leader side: renews each lease whose connection exists with that generation in
-    /// `lookup`; one result per renewal, in order.
+    /// Leader side: renews, at `now`, each lease whose connection exists with that
+    /// generation in `lookup` and has not run out; one result per renewal, in order.
+    ///
+    /// A lease whose deadline has passed is never renewed: its expiry may already be on
+    /// its way to commit (the expiry loop decided it), and a renewal answered `true` then
+    /// would tell the provider it is alive while the registry removes it (found by the
+    /// fault suite's power-majority profile: a majority down longer than the TTL, the
+    /// leader expiring the lease as soon as the quorum came back, and an attach renewed
+    /// in between). The provider registers again instead.
     pub(crate) fn renew(
         &self,
         renewals: &[ConnectionRef],
         lookup: impl Fn(u64) -> Option<ConnectionRecord>,
+        now: Instant,
     ) -> Vec<bool> {
-        let now = Instant::now();
         let mut deadlines = lock(&self.deadlines);
         renewals
             .iter()
             .map(|r| match lookup(r.connection_id) {
                 Some(record) if record.generation == r.generation => {
-                    let ttl = Duration::from_millis(record.lease_ttl_ms);
-                    deadlines.insert(r.connection_id, (r.generation, now + ttl));
-                    true
+                    let ran_out = matches!(deadlines.get(&r.connection_id),
+                        Some(&(generation, deadline)) if generation == r.generation && deadline <= now);
+                    if !ran_out {
+                        let ttl = Duration::from_millis(record.lease_ttl_ms);
+                        deadlines.insert(r.connection_id, (r.generation, now + ttl));
+                    }
+                    !ran_out
                 }
                 _ => false,
             })
@@ -144,8 +155,11 @@ impl LeaseKeeper {
 impl NodeCore {
     /// Leader side: renews each lease whose connection exists here with that generation.
     pub(crate) fn renew_leases(&self, renewals: &[ConnectionRef]) -> Vec<bool> {
-        self.leases
-            .renew(renewals, |id| self.reader.connection(id).ok().flatten())
+        self.leases.renew(
+            renewals,
+            |id| self.reader.connection(id).ok().flatten(),
+            Instant::now(),
+        )
     }
 
     /// Renews `batch` at the leader now and records, per connection, whether it was
@@ -254,8 +268,9 @@ mod tests {
     }
 
     /// Steps: a connection first seen gets one TTL; a renewal pushes the deadline; a stale
-    /// generation is not renewed; past the deadline it is expired with its generation; a
-    /// Draining connection past its drain deadline is expired even with a live lease.
+    /// generation is not renewed; past the deadline it is expired with its generation, and
+    /// a renewal then is refused and changes nothing; a Draining connection past its drain
+    /// deadline is expired even with a live lease.
     #[test]
     fn leases_run_out_one_ttl_after_the_last_renewal() {
         let keeper = LeaseKeeper::default();
@@ -274,8 +289,21 @@ mod tests {
             connection_id: 7,
             generation: 3,
         };
-        assert_eq!(keeper.renew(&[stale, current], lookup), vec![false, true]);
-        let later = Instant::now() + Duration::from_millis(1001);
+        let renewed_at = t0 + Duration::from_millis(500);
+        assert_eq!(
+            keeper.renew(&[stale, current], lookup, renewed_at),
+            vec![false, true]
+        );
+        assert!(keeper
+            .expired(&conns, t0 + Duration::from_millis(1499), 0)
+            .is_empty());
+        let later = t0 + Duration::from_millis(1500);
+        assert_eq!(keeper.expired(&conns, later, 0), vec![current]);
+        assert_eq!(
+            keeper.renew(&[current], lookup, later),
+            vec![false],
+            "a lease that ran out is not renewed"
+        );
         assert_eq!(keeper.expired(&conns, later, 0), vec![current]);
 
         let draining = vec![(

@@ -203,16 +203,6 @@ impl PowerFs {
         }
     }
 
-    /// The mount point.
-    pub fn mount(&self) -> &Path {
-        &self.mount
-    }
-
-    /// The control socket.
-    pub fn control(&self) -> &Path {
-        &self.control
-    }
-
     /// The last 64 KiB of the process's stderr.
     pub fn stderr(&self) -> String {
         self.stderr
@@ -224,11 +214,6 @@ impl PowerFs {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
-    }
-
-    /// Checks the file system answers.
-    pub async fn ping(&self) -> anyhow::Result<()> {
-        parse_ok(&request(&self.control, Request::Ping).await?)
     }
 
     /// Loses power: everything not durable is undone; returns once the
